@@ -1,0 +1,643 @@
+"""``PyTorchSegmenter``: an ART estimator for PyTorch segmentation networks (2D and 3D)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from art.estimators.pytorch import PyTorchEstimator
+from art.preprocessing.standardisation_mean_std.numpy import StandardisationMeanStd
+from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
+from tqdm.auto import tqdm
+
+from art_seg._checks import check_choice, check_number, check_type
+from art_seg.estimators.conversion import (
+    ArrayLike,
+    LabelForm,
+    as_tensor,
+    check_input,
+    check_labels,
+    check_voxel_weights,
+    to_label_tensor,
+)
+from art_seg.estimators.segmenter import SegmenterMixin
+from art_seg.losses.registry import per_sample_loss
+
+LossSpec = str | Callable[..., torch.Tensor]
+
+
+class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
+    """ART estimator wrapping a PyTorch network that maps images to per-voxel logits.
+
+    The model maps ``(N, C, *spatial)`` to logits ``(N, K, *spatial)`` with the same spatial size (1, 2 or 3
+    spatial dimensions). Because the estimator is a real ``PyTorchEstimator`` (with ``LossGradientsMixin``)
+    but not a classifier, ART's ``FastGradientMethod``, ``BasicIterativeMethod`` and
+    ``ProjectedGradientDescent`` run against it unchanged, with voxel labels.
+
+    Conventions:
+
+    - channels first; intensities, ``clip_values`` and attack budgets in the units of ``x`` (z-scored
+      intensities for art_seg's BraTS pipeline);
+    - labels ``y`` are class-index maps ``(N, *spatial)`` (or ``(N, 1, *spatial)``) with values in
+      ``[0, K)``, or one-hot/soft maps ``(N, K, *spatial)`` in ``[0, 1]``, numpy or torch;
+    - the loss of a batch is the sum of each sample's loss computed on that sample alone, so
+      ``loss_gradient`` gives every sample the gradient of its own loss whatever the batch holds;
+    - numpy in gives numpy out; torch tensors in give torch tensors out, on :attr:`device`, with no host
+      round trip (unless a numpy-only ART preprocessor is configured). Caller arrays are never modified.
+
+    Args:
+        model: ``torch.nn.Module`` returning logits ``(N, K, *spatial)``. It is moved to :attr:`device`.
+        loss: ``"ce"`` (cross-entropy), ``"dice"`` (soft Dice), ``"generalized_dice"``, ``"dice_ce"``, or a
+            callable ``(logits, target) -> scalar tensor`` (given class indices ``int64 (N, *spatial)`` or soft
+            maps ``(N, K, *spatial)``; it may take a ``voxel_weights`` keyword).
+        input_shape: shape of one sample ``(C, *spatial)``. ``C`` and the number of spatial dimensions are
+            enforced; the spatial size may differ between calls (fully convolutional models).
+        nb_classes: number of output channels ``K``.
+        clip_values: ``(min, max)`` of valid input values: scalars, per-channel sequences of length ``C``, or
+            arrays broadcastable to ``input_shape``. ``None`` for no bound.
+        preprocessing: ``(mean, std)`` scalars or per-channel sequences, applied as ``(x - mean) / std`` in
+            torch and differentiated through; ``None`` (the default) for none.
+        preprocessing_defences: ART preprocessor(s). Torch ones (``PreprocessorPyTorch``) run on the device
+            and are differentiated through; numpy ones go through the host and ART's gradient estimates.
+        postprocessing_defences: ART postprocessor(s) applied to predicted probabilities.
+        channels_first: must be ``True`` (art_seg is channels-first throughout).
+        device_type: ``"gpu"`` to use the current CUDA device when one is available, else ``"cpu"``.
+        optimizer: ``torch.optim.Optimizer`` over ``model``'s parameters, needed by :meth:`fit`.
+        activation: ``"softmax"`` (mutually exclusive classes) or ``"sigmoid"`` (independent channels, e.g.
+            overlapping BraTS regions); used by :meth:`predict` and the named losses.
+
+    Raises:
+        TypeError: ``model`` is not a ``torch.nn.Module``, or an argument has the wrong type.
+        ValueError: an unknown loss or activation name, a bad shape, ``clip_values`` with ``min >= max``,
+            a non-positive ``std``, or an unsupported mix of preprocessors.
+
+    Example:
+        >>> from art_seg.models import UNet3D
+        >>> net = UNet3D(in_channels=4, nb_classes=4, base_filters=4, depth=2)
+        >>> seg = PyTorchSegmenter(net, "dice_ce", input_shape=(4, 16, 16, 16), nb_classes=4, device_type="cpu")
+        >>> seg.predict(np.zeros((1, 4, 16, 16, 16), np.float32)).shape
+        (1, 4, 16, 16, 16)
+    """
+
+    estimator_params = PyTorchEstimator.estimator_params + [
+        "input_shape",
+        "nb_classes",
+        "loss",
+        "activation",
+        "optimizer",
+    ]
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss: LossSpec = "ce",
+        *,
+        input_shape: Sequence[int],
+        nb_classes: int,
+        clip_values: tuple[Any, Any] | None = None,
+        preprocessing: tuple[Any, Any] | None = None,
+        preprocessing_defences: Any = None,
+        postprocessing_defences: Any = None,
+        channels_first: bool = True,
+        device_type: str = "gpu",
+        optimizer: torch.optim.Optimizer | None = None,
+        activation: str = "softmax",
+    ) -> None:
+        check_type("model", model, torch.nn.Module)
+        input_shape = _check_input_shape(input_shape)
+        check_number("nb_classes", nb_classes, low=1, integer=True)
+        check_choice("activation", activation, ("softmax", "sigmoid"))
+        if activation == "softmax" and nb_classes < 2:
+            raise ValueError(f"nb_classes must be >= 2 with activation='softmax', got {nb_classes}; use 'sigmoid'")
+        check_choice("device_type", device_type, ("cpu", "gpu"))
+        if channels_first is not True:
+            raise ValueError(f"channels_first must be True (art_seg is channels-first), got {channels_first!r}")
+        per_sample_loss(loss, activation=activation)  # validates the name or callable now, not at first use
+        if optimizer is not None:
+            check_type("optimizer", optimizer, torch.optim.Optimizer)
+        super().__init__(
+            model=model,
+            clip_values=_clip_values(clip_values, input_shape),
+            channels_first=True,
+            preprocessing_defences=preprocessing_defences,
+            postprocessing_defences=postprocessing_defences,
+            preprocessing=_standardisation(preprocessing, input_shape, device_type),
+            device_type=device_type,
+        )
+        self._input_shape = input_shape
+        self._nb_classes = int(nb_classes)
+        self._loss = loss
+        self._activation = activation
+        self._optimizer = optimizer
+        self._model.to(self._device).eval()
+        self._check_preprocessing_chain()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def model(self) -> torch.nn.Module:
+        """The wrapped ``torch.nn.Module``."""
+        return self._model
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample, ``(C, *spatial)``."""
+        return self._input_shape
+
+    @property
+    def nb_classes(self) -> int:
+        """Number of output channels ``K``."""
+        return self._nb_classes
+
+    @property
+    def activation(self) -> str:
+        """``"softmax"`` or ``"sigmoid"``."""
+        return self._activation
+
+    @property
+    def loss(self) -> LossSpec:
+        """The training and attack loss: a name from ``art_seg.losses.LOSSES`` or a callable."""
+        return self._loss
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimizer used by :meth:`fit`."""
+        return self._optimizer
+
+    @property
+    def device(self) -> torch.device:
+        """The device holding the model and every tensor the estimator returns."""
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's floating dtype; inputs are cast to it (float32 unless the model was converted)."""
+        for parameter in self._model.parameters():
+            if parameter.is_floating_point():
+                return parameter.dtype
+        return torch.get_default_dtype()
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the model's submodules (``model.named_modules()``), usable in :meth:`get_activations`."""
+        return [name for name, _ in self._model.named_modules() if name]
+
+    def set_params(self, **kwargs: Any) -> None:
+        """Set estimator parameters, validating them as the constructor does."""
+        if "preprocessing" in kwargs and not isinstance(kwargs["preprocessing"], StandardisationMeanStdPyTorch):
+            kwargs["preprocessing"] = _standardisation(kwargs["preprocessing"], self._input_shape, self._device_type)
+        if "clip_values" in kwargs:
+            kwargs["clip_values"] = _clip_values(kwargs["clip_values"], self._input_shape)
+        if "loss" in kwargs or "activation" in kwargs:
+            activation = kwargs.get("activation", self._activation)
+            check_choice("activation", activation, ("softmax", "sigmoid"))
+            per_sample_loss(kwargs.get("loss", self._loss), activation=activation)
+        if kwargs.get("optimizer") is not None:
+            check_type("optimizer", kwargs["optimizer"], torch.optim.Optimizer)
+        super().set_params(**kwargs)
+        self._check_preprocessing_chain()
+
+    # ------------------------------------------------------------------ public API
+    def predict(
+        self, x: ArrayLike, batch_size: int = 4, training_mode: bool = False, logits: bool = False, **kwargs: Any
+    ) -> ArrayLike:
+        """Per-voxel class probabilities (or logits) for ``x``.
+
+        Args:
+            x: images ``(N, C, *spatial)``.
+            batch_size: samples per forward pass.
+            training_mode: run the model in training mode (dropout, batch statistics).
+            logits: return raw logits instead of probabilities (softmax or sigmoid per :attr:`activation`).
+
+        Returns:
+            ``(N, K, *spatial)`` in the model's dtype: numpy for numpy ``x``, a tensor on :attr:`device` for
+            tensor ``x``. Postprocessing defences apply to probabilities only.
+        """
+        self._check_x(x)
+        check_number("batch_size", batch_size, low=1, integer=True)
+        self._model.train(mode=training_mode)
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], batch_size):
+                x_batch = as_tensor(x[start : start + batch_size], device=self._device, dtype=self.dtype)
+                out = self._logits(self._preprocess(x_batch))
+                outputs.append(out if logits else self._probabilities(out))
+        result = torch.cat(outputs)
+        if not logits and self.postprocessing_defences:
+            return self._postprocess(result, as_numpy=isinstance(x, np.ndarray))
+        return result.cpu().numpy() if isinstance(x, np.ndarray) else result
+
+    def loss_gradient(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        voxel_weights: ArrayLike | None = None,
+        loss: LossSpec | None = None,
+        training_mode: bool = False,
+        **kwargs: Any,
+    ) -> ArrayLike:
+        """Gradient of each sample's loss with respect to its input, through preprocessing.
+
+        Args:
+            x: images ``(N, C, *spatial)``.
+            y: class-index maps ``(N, *spatial)`` / ``(N, 1, *spatial)`` or soft maps ``(N, K, *spatial)``.
+            voxel_weights: optional non-negative map broadcastable to ``(N, *spatial)`` (a binary mask, for
+                example the tumour) restricting and weighting which voxels the loss counts.
+            loss: a loss for this call only (name or callable); the estimator's loss by default.
+            training_mode: run the model in training mode.
+
+        Returns:
+            ``d loss_i / d x_i`` for every sample ``i``, the shape and kind (numpy or tensor) of ``x``.
+        """
+        x_t, y_t, w_t = self._prepare(x, y, voxel_weights)
+        loss_fn = per_sample_loss(self._loss if loss is None else loss, activation=self._activation)
+        (grad,) = self._input_gradients(x_t, lambda out: [loss_fn(out, y_t, w_t).sum()], training_mode)
+        return grad.cpu().numpy() if isinstance(x, np.ndarray) else grad
+
+    def compute_loss(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        reduction: str = "none",
+        voxel_weights: ArrayLike | None = None,
+        loss: LossSpec | None = None,
+        batch_size: int = 4,
+        training_mode: bool = False,
+        **kwargs: Any,
+    ) -> ArrayLike:
+        """Loss of each sample (``reduction="none"``, shape ``(N,)``), or their ``"mean"`` or ``"sum"``.
+
+        Arguments as in :meth:`loss_gradient`; the result is numpy for numpy ``x``, a tensor otherwise.
+        """
+        check_choice("reduction", reduction, ("none", "mean", "sum"))
+        check_number("batch_size", batch_size, low=1, integer=True)
+        x_t, y_t, w_t = self._prepare(x, y, voxel_weights)
+        loss_fn = per_sample_loss(self._loss if loss is None else loss, activation=self._activation)
+        self._model.train(mode=training_mode)
+        values = []
+        with torch.no_grad():
+            for start in range(0, x_t.shape[0], batch_size):
+                part = slice(start, start + batch_size)
+                logits = self._logits(self._preprocess(x_t[part]))
+                values.append(loss_fn(logits, y_t[part], None if w_t is None else w_t[part]))
+        result = torch.cat(values)
+        result = {"none": result, "mean": result.mean(), "sum": result.sum()}[reduction]
+        return result.cpu().numpy() if isinstance(x, np.ndarray) else result
+
+    def class_gradient(
+        self,
+        x: ArrayLike,
+        label: int | Sequence[int] | np.ndarray | None = None,
+        voxel_weights: ArrayLike | None = None,
+        probabilities: bool = False,
+        training_mode: bool = False,
+        **kwargs: Any,
+    ) -> ArrayLike:
+        """Gradient of a class's score, summed over voxels (or a weighted region), with respect to the input.
+
+        Args:
+            x: images ``(N, C, *spatial)``.
+            label: ``None`` for every class, one class index for all samples, or one index per sample ``(N,)``.
+            voxel_weights: optional map broadcastable to ``(N, *spatial)``: the score is
+                ``sum_v w_v * s_{k, v}``; ``None`` sums over all voxels.
+            probabilities: differentiate probabilities instead of logits.
+            training_mode: run the model in training mode.
+
+        Returns:
+            ``(N, L, C, *spatial)`` with ``L = K`` when ``label`` is ``None``, else ``L = 1`` (ART's layout).
+        """
+        check_input(x, nb_channels=self._input_shape[0], nb_spatial_dims=len(self._input_shape) - 1)
+        x_t = as_tensor(x, device=self._device, dtype=self.dtype)
+        n = x_t.shape[0]
+        w_t = self._voxel_weights(voxel_weights, x_t)
+        labels = self._class_labels(label, n)
+
+        def objectives(out: torch.Tensor) -> list[torch.Tensor]:
+            scores = self._probabilities(out) if probabilities else out
+            if w_t is not None:
+                scores = scores * w_t.unsqueeze(1)
+            if labels is None:
+                return [scores[:, k].sum() for k in range(self._nb_classes)]
+            return [scores[torch.arange(n, device=self._device), labels].sum()]
+
+        grads = self._input_gradients(x_t, objectives, training_mode)
+        result = torch.stack(grads, dim=1)
+        return result.cpu().numpy() if isinstance(x, np.ndarray) else result
+
+    def get_activations(
+        self, x: ArrayLike, layer: int | str, batch_size: int = 4, framework: bool = False
+    ) -> ArrayLike:
+        """Output of one submodule for ``x``.
+
+        Args:
+            x: images ``(N, C, *spatial)``.
+            layer: a name from :attr:`layer_names` or an index into it.
+            batch_size: samples per forward pass.
+            framework: return a tensor that keeps its autograd graph (for tensor ``x``) instead of numpy.
+
+        Returns:
+            The layer's output for all samples, concatenated along the first axis.
+        """
+        self._check_x(x)
+        check_number("batch_size", batch_size, low=1, integer=True)
+        module = self._layer(layer)
+        captured: list[torch.Tensor] = []
+        handle = module.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
+        self._model.eval()
+        try:
+            with torch.set_grad_enabled(framework):
+                for start in range(0, x.shape[0], batch_size):
+                    x_batch = as_tensor(x[start : start + batch_size], device=self._device, dtype=self.dtype)
+                    self._model(self._preprocess(x_batch, differentiable=framework))
+        finally:
+            handle.remove()
+        if not all(isinstance(c, torch.Tensor) for c in captured):
+            raise TypeError(f"layer {layer!r} returns {type(captured[0]).__name__}, not a tensor")
+        result = torch.cat(captured)
+        return result if framework or isinstance(x, torch.Tensor) else result.detach().cpu().numpy()
+
+    def fit(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        batch_size: int = 4,
+        nb_epochs: int = 10,
+        training_mode: bool = True,
+        shuffle: bool = True,
+        seed: int | None = None,
+        verbose: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Train the model with :attr:`optimizer` on the estimator's loss; the model is left in eval mode.
+
+        Each step minimises the mean over the batch of per-sample losses. Preprocessing defences with
+        ``apply_fit`` run per batch.
+
+        Args:
+            x: images ``(N, C, *spatial)``.
+            y: labels in any form :meth:`loss_gradient` takes.
+            batch_size: samples per step.
+            nb_epochs: passes over the data.
+            training_mode: train with dropout and batch statistics on.
+            shuffle: reshuffle the samples every epoch.
+            seed: seed for the shuffling order (``None``: torch's global generator).
+            verbose: show a progress bar with the running loss.
+        """
+        check_number("batch_size", batch_size, low=1, integer=True)
+        check_number("nb_epochs", nb_epochs, low=0, integer=True)
+        self._check_x(x)
+        form = self._check_y(y, x)
+        self._require_optimizer()
+        generator = torch.Generator()
+        if seed is not None:
+            generator.manual_seed(int(seed))
+        else:
+            generator.seed()
+        n = x.shape[0]
+        for epoch in tqdm(range(nb_epochs), desc="PyTorchSegmenter.fit", disable=not verbose):
+            order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+            for start in range(0, n, batch_size):
+                index = order[start : start + batch_size]
+                index = index.numpy() if isinstance(x, np.ndarray) else index.to(x.device)
+                self._train_step(x[index], y[index], form, training_mode)
+        self._model.eval()
+
+    def fit_generator(self, generator: Any, nb_epochs: int = 10, verbose: bool = False, **kwargs: Any) -> None:
+        """Train on batches from an ART ``DataGenerator`` or any iterable of ``(x, y)`` (a torch ``DataLoader``).
+
+        Every batch is validated and trained on as in :meth:`fit`; labels are never reformatted (unlike
+        ART's classifier fast path, which would argmax integer masks).
+        """
+        from art.data_generators import DataGenerator
+
+        check_number("nb_epochs", nb_epochs, low=0, integer=True)
+        self._require_optimizer()
+        for _ in tqdm(range(nb_epochs), desc="PyTorchSegmenter.fit_generator", disable=not verbose):
+            batches: Iterable[tuple[Any, Any]]
+            if isinstance(generator, DataGenerator):
+                batches = (generator.get_batch() for _ in range(-(-generator.size // generator.batch_size)))
+            else:
+                batches = generator
+            for x_batch, y_batch in batches:
+                self._check_x(x_batch)
+                self._train_step(x_batch, y_batch, self._check_y(y_batch, x_batch), training_mode=True)
+        self._model.eval()
+
+    def training_batch(self, x: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+        """What one training step feeds the model: ``x`` after fit-time preprocessing, and the labels, on the device.
+
+        Validates ``x`` and ``y`` as :meth:`fit` does, then applies ART preprocessing with ``fit=True``
+        (augmenting defences such as ``GaussianAugmentation`` may add samples, with their labels). Trainers
+        run :attr:`model` on the returned input.
+
+        Returns:
+            ``(x_model, labels)``: the model's input ``(N', C, *spatial)`` and labels ``(N', *spatial)`` (class
+            indices) or ``(N', K, *spatial)`` (maps), device tensors.
+        """
+        self._check_x(x)
+        return self._training_tensors(x, y, self._check_y(y, x))
+
+    def logits(self, x_model: torch.Tensor) -> torch.Tensor:
+        """Run :attr:`model` on an already preprocessed device tensor, in its current mode, with autograd as set by
+        the caller; checks the output is ``(N, K, *spatial)`` logits."""
+        return self._logits(x_model)
+
+    # ------------------------------------------------------------------ internals
+    def _check_x(self, x: ArrayLike) -> None:
+        check_input(x, nb_channels=self._input_shape[0], nb_spatial_dims=len(self._input_shape) - 1)
+
+    def _check_y(self, y: ArrayLike, x: ArrayLike) -> LabelForm:
+        return check_labels(y, batch_shape=(x.shape[0], *x.shape[2:]), nb_classes=self._nb_classes)
+
+    def _labels(self, y: ArrayLike, form: LabelForm, spatial_shape: tuple[int, ...]) -> torch.Tensor:
+        return to_label_tensor(y, form, spatial_shape=spatial_shape, device=self._device, dtype=self.dtype)
+
+    def _voxel_weights(self, weights: ArrayLike | None, x_t: torch.Tensor) -> torch.Tensor | None:
+        if weights is None:
+            return None
+        batch_shape = (x_t.shape[0], *x_t.shape[2:])
+        check_voxel_weights(weights, batch_shape=batch_shape)
+        return as_tensor(weights, device=self._device, dtype=self.dtype).expand(batch_shape)
+
+    def _prepare(
+        self, x: ArrayLike, y: ArrayLike, voxel_weights: ArrayLike | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Validate ``x``, ``y`` and ``voxel_weights`` together, then convert them to device tensors."""
+        self._check_x(x)
+        form = self._check_y(y, x)
+        x_t = as_tensor(x, device=self._device, dtype=self.dtype)
+        return x_t, self._labels(y, form, tuple(x_t.shape[2:])), self._voxel_weights(voxel_weights, x_t)
+
+    def _class_labels(self, label: Any, n: int) -> torch.Tensor | None:
+        if label is None:
+            return None
+        labels = np.full(n, label) if np.ndim(label) == 0 else np.array(label)
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"label must be None, an int or {n} ints (one per sample), got {label!r}")
+        if labels.min() < 0 or labels.max() >= self._nb_classes:
+            raise ValueError(f"label must lie in [0, {self._nb_classes}), got {label!r}")
+        return torch.as_tensor(labels, device=self._device, dtype=torch.long)
+
+    def _preprocess(self, x: torch.Tensor, fit: bool = False, differentiable: bool = False) -> torch.Tensor:
+        """Apply ART preprocessing to a device tensor; differentiable when every step is a torch one."""
+        if not self.preprocessing_operations:
+            return x
+        if self.all_framework_preprocessing:
+            return self._apply_preprocessing(x, None, fit=fit, no_grad=not differentiable)[0]
+        x_np, _ = self._apply_preprocessing(x.detach().cpu().numpy(), None, fit=fit)
+        return as_tensor(x_np, device=self._device, dtype=self.dtype)
+
+    def _logits(self, x_preprocessed: torch.Tensor) -> torch.Tensor:
+        """Run the model and check that it returned ``(N, K, *spatial)`` logits."""
+        out = self._model(x_preprocessed)
+        expected = (x_preprocessed.shape[0], self._nb_classes, *x_preprocessed.shape[2:])
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"model must return logits of shape {expected} (N, K, *spatial), got {got}")
+        return out
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=1) if self._activation == "softmax" else torch.sigmoid(logits)
+
+    def _input_gradients(
+        self,
+        x: torch.Tensor,
+        objectives: Callable[[torch.Tensor], list[torch.Tensor]],
+        training_mode: bool,
+    ) -> list[torch.Tensor]:
+        """Gradients of the scalar ``objectives(logits)`` with respect to the raw input ``x``.
+
+        One forward pass serves all objectives; the graph is freed before returning.
+        """
+        self._model.train(mode=training_mode)
+        framework = self.all_framework_preprocessing
+        with torch.enable_grad():
+            if framework:
+                leaf = x.detach().requires_grad_(True)
+                logits = self._logits(self._preprocess(leaf, differentiable=True))
+            else:
+                x_np = x.detach().cpu().numpy()
+                leaf = self._preprocess(x).requires_grad_(True)
+                logits = self._logits(leaf)
+            outputs = objectives(logits)
+            grads = [
+                torch.autograd.grad(out, leaf, retain_graph=i < len(outputs) - 1)[0] for i, out in enumerate(outputs)
+            ]
+        if framework:
+            return grads
+        return [
+            as_tensor(self._apply_preprocessing_gradient(x_np, g.cpu().numpy()), device=self._device, dtype=x.dtype)
+            for g in grads
+        ]
+
+    def _train_step(self, x_batch: ArrayLike, y_batch: ArrayLike, form: LabelForm, training_mode: bool) -> float:
+        x_t, y_t = self._training_tensors(x_batch, y_batch, form)
+        self._model.train(mode=training_mode)
+        loss = per_sample_loss(self._loss, activation=self._activation)(self._logits(x_t), y_t, None).mean()
+        self._optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._optimizer.step()
+        return float(loss.detach())
+
+    def _training_tensors(self, x: ArrayLike, y: ArrayLike, form: LabelForm) -> tuple[torch.Tensor, torch.Tensor]:
+        x_t = as_tensor(x, device=self._device, dtype=self.dtype)
+        y_t = self._labels(y, form, tuple(x_t.shape[2:]))
+        if self.preprocessing_operations:
+            x_t, y_t = self._preprocess_fit(x_t, y_t)
+        return x_t, y_t
+
+    def _preprocess_fit(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Preprocessing with ``fit=True``; labels go along, since augmenting defences may duplicate samples."""
+        if self.all_framework_preprocessing:
+            return self._apply_preprocessing(x, y, fit=True, no_grad=True)
+        x_np, y_np = self._apply_preprocessing(x.cpu().numpy(), y.cpu().numpy(), fit=True)
+        return (
+            as_tensor(x_np, device=self._device, dtype=self.dtype),
+            as_tensor(y_np, device=self._device, dtype=y.dtype),
+        )
+
+    def _postprocess(self, probabilities: torch.Tensor, as_numpy: bool) -> ArrayLike:
+        processed = self._apply_postprocessing(probabilities.cpu().numpy(), fit=False)
+        return processed if as_numpy else as_tensor(processed, device=self._device)
+
+    def _layer(self, layer: int | str) -> torch.nn.Module:
+        names = self.layer_names
+        if isinstance(layer, str) and layer in names:
+            return self._model.get_submodule(layer)
+        if isinstance(layer, int) and not isinstance(layer, bool) and -len(names) <= layer < len(names):
+            return self._model.get_submodule(names[layer])
+        raise ValueError(f"layer must be a name from layer_names or an index below {len(names)}, got {layer!r}")
+
+    def _require_optimizer(self) -> None:
+        if self._optimizer is None:
+            raise ValueError("optimizer is None: pass a torch.optim.Optimizer to PyTorchSegmenter to train")
+
+    def _check_preprocessing_chain(self) -> None:
+        """ART can chain numpy preprocessing only as one step, optionally followed by standardisation."""
+        ops = self.preprocessing_operations
+        if self.all_framework_preprocessing or len(ops) <= 1:
+            return
+        if len(ops) == 2 and isinstance(ops[-1], (StandardisationMeanStd, StandardisationMeanStdPyTorch)):
+            return
+        raise ValueError(
+            f"preprocessing_defences mix numpy and torch steps ({[type(p).__name__ for p in ops]}); ART can only "
+            "run one numpy step (optionally followed by standardisation). Use PreprocessorPyTorch defences."
+        )
+
+
+def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if shape is None or not 2 <= len(shape) <= 4 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
+        raise ValueError(f"input_shape must be (C, *spatial) with 1 to 3 positive spatial sizes, got {input_shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def _per_channel(name: str, value: Any, input_shape: tuple[int, ...]) -> np.ndarray:
+    """A scalar, a per-channel sequence of length ``C``, or an array broadcastable to ``input_shape``."""
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim == 1 and array.shape[0] == input_shape[0]:
+        array = array.reshape((-1,) + (1,) * (len(input_shape) - 1))
+    try:
+        np.broadcast_shapes(array.shape, input_shape)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be a scalar, {input_shape[0]} per-channel values or broadcastable to {input_shape}, "
+            f"got shape {array.shape}"
+        ) from None
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return array
+
+
+def _per_channel_pair(name: str, pair: Any, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    if pair is None:
+        return None
+    if not isinstance(pair, (tuple, list, np.ndarray)) or len(pair) != 2:
+        raise ValueError(f"{name} must be a (min, max) or (mean, std) pair, got {pair!r}")
+    first, second = (_per_channel(name, v, input_shape) for v in pair)
+    shape = np.broadcast_shapes(first.shape, second.shape)
+    return np.broadcast_to(first, shape).copy(), np.broadcast_to(second, shape).copy()
+
+
+def _clip_values(clip_values: Any, input_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    pair = _per_channel_pair("clip_values", clip_values, input_shape)
+    if pair is not None and (pair[0] >= pair[1]).any():
+        raise ValueError(f"clip_values must have min < max everywhere, got {clip_values!r}")
+    return pair
+
+
+def _standardisation(
+    preprocessing: Any, input_shape: tuple[int, ...], device_type: str
+) -> StandardisationMeanStdPyTorch | None:
+    """Build ART's torch standardisation (so gradients flow through it) from a ``(mean, std)`` pair."""
+    pair = _per_channel_pair("preprocessing", preprocessing, input_shape)
+    if pair is None:
+        return None
+    mean, std = pair
+    if (std <= 0).any():
+        raise ValueError(f"preprocessing std must be > 0, got {preprocessing[1]!r}")
+    return StandardisationMeanStdPyTorch(mean=mean, std=std, device_type=device_type)
+
+
+__all__ = ["PyTorchSegmenter"]
