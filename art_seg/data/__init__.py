@@ -1,0 +1,91 @@
+"""The data layer: BraTS NIfTI discovery, validated loading, preprocessing and its inverse, patches, datasets,
+NIfTI writing and the synthetic BraTS-like phantom (the embedded default data).
+
+Conventions: images are ``(C, D, H, W)`` float32 (modalities ``t1, t1ce, t2, flair`` by default; ``(D, H, W)``
+are the NIfTI voxel axes ``(i, j, k)`` as stored, no reorientation), z-scored over the brain after loading; label
+maps are ``(D, H, W)`` int64 class indices ``0 .. 3`` (background, necrotic core, edema, enhancing tumour); BraTS
+label values (``{0, 1, 2, 4}``, or ``{0, 1, 2, 3}`` for 2023) only appear in files.
+
+Example:
+    >>> from art_seg.data import find_subjects, load_subject, make_brats_phantom, write_prediction
+    >>> make_brats_phantom("phantom", n_subjects=4, seed=0)  # doctest: +SKIP
+    >>> image, label, meta = load_subject(find_subjects("phantom")[0])  # doctest: +SKIP
+    >>> write_prediction("pred.nii.gz", label, meta)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from art_seg.data.dataset import IGNORE_INDEX, BraTSDataset, load_arrays, stack_subjects, train_val_split
+from art_seg.data.discovery import DEFAULT_MODALITIES, Subject, SubjectError, find_subjects
+from art_seg.data.labels import (
+    CLASS_NAMES,
+    LABEL_CONVENTIONS,
+    NB_CLASSES,
+    REGION_CLASSES,
+    REGIONS,
+    LabelValueError,
+    classes_to_labels,
+    labels_to_classes,
+    region_labels,
+    region_masks,
+)
+from art_seg.data.loading import LoadedSubject, SubjectMeta, load_subject, load_subjects
+from art_seg.data.nifti import NiftiValidationError, check_gzip_integrity, load_nifti, save_nifti
+from art_seg.data.patches import PatchSampler, foreground_indices
+from art_seg.data.preprocessing import (
+    CropPad,
+    bounding_box,
+    brain_mask,
+    crop_pad_record,
+    pad_to_multiple,
+    preprocess,
+    restore_to_original,
+    zscore_,
+)
+from art_seg.data.synthetic import make_brats_phantom, make_phantom_volumes
+from art_seg.data.writing import write_perturbation, write_prediction, write_volume
+
+__all__ = [
+    "BraTSDataset",
+    "CLASS_NAMES",
+    "CropPad",
+    "DEFAULT_MODALITIES",
+    "IGNORE_INDEX",
+    "LABEL_CONVENTIONS",
+    "LabelValueError",
+    "LoadedSubject",
+    "NB_CLASSES",
+    "NiftiValidationError",
+    "PatchSampler",
+    "REGIONS",
+    "REGION_CLASSES",
+    "Subject",
+    "SubjectError",
+    "SubjectMeta",
+    "bounding_box",
+    "brain_mask",
+    "check_gzip_integrity",
+    "classes_to_labels",
+    "crop_pad_record",
+    "find_subjects",
+    "foreground_indices",
+    "labels_to_classes",
+    "load_arrays",
+    "load_nifti",
+    "load_subject",
+    "load_subjects",
+    "make_brats_phantom",
+    "make_phantom_volumes",
+    "pad_to_multiple",
+    "preprocess",
+    "region_labels",
+    "region_masks",
+    "restore_to_original",
+    "save_nifti",
+    "stack_subjects",
+    "train_val_split",
+    "write_perturbation",
+    "write_prediction",
+    "write_volume",
+    "zscore_",
+]

@@ -1,0 +1,245 @@
+"""Load a BraTS subject: validated NIfTI files -> ``(C, D, H, W)`` float32 image, class map, metadata.
+
+Memory: the modalities are read one at a time into one preallocated ``(C, D, H, W)`` float32 array (no float64
+copy, no nibabel cache); cropping and padding make one more array and the full one is then freed, so the peak is
+about two copies of the image (checked by a tracemalloc test). The label map is read after the image is cropped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import NamedTuple
+
+import nibabel as nib
+import numpy as np
+
+from art_seg._checks import check_choice, check_type
+from art_seg.data.discovery import Subject
+from art_seg.data.labels import LABEL_CONVENTIONS, LabelValueError, labels_to_classes
+from art_seg.data.nifti import NiftiValidationError, open_nifti, read_volume_into
+from art_seg.data.preprocessing import CropPad, brain_mask, crop_pad_record, zscore_
+
+__all__ = ["LoadedSubject", "SubjectMeta", "load_subject", "load_subjects"]
+
+ON_ERROR = ("skip", "raise")
+AFFINE_ATOL = 1e-3  # millimetres; BraTS modalities share one affine up to float32 rounding
+
+
+@dataclass
+class SubjectMeta:
+    """What is needed to write results back over the source scans.
+
+    Attributes:
+        subject_id: e.g. ``"BraTS20_Training_001"``.
+        modalities: channel order, e.g. ``("t1", "t1ce", "t2", "flair")``.
+        affine: ``(4, 4)`` voxel-to-world matrix of the source scans.
+        header: NIfTI header of the first modality (copied into written files).
+        crop_pad: crop box and padding from the original grid to the network grid.
+        means: per-channel brain mean before z-scoring (scanner units); 0 when not normalised.
+        stds: per-channel brain standard deviation before z-scoring; 1 when not normalised.
+        brain_mask: ``(D, H, W)`` bool on the network grid (voxels non-zero in any modality).
+        label_convention: ``"brats2018"`` or ``"brats2023"``, used when writing label maps.
+        paths: modality (and ``"seg"``) -> source file.
+    """
+
+    subject_id: str
+    modalities: tuple[str, ...]
+    affine: np.ndarray
+    header: nib.Nifti1Header
+    crop_pad: CropPad
+    means: tuple[float, ...]
+    stds: tuple[float, ...]
+    brain_mask: np.ndarray
+    label_convention: str = "brats2018"
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def original_shape(self) -> tuple[int, ...]:
+        """Spatial shape of the source scans, e.g. ``(240, 240, 155)``."""
+        return tuple(self.crop_pad.original_shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Spatial shape on the network grid (after crop and pad)."""
+        return self.crop_pad.shape
+
+    def with_shape(self, shape: Sequence[int]) -> SubjectMeta:
+        """The metadata of the same subject padded further to ``shape`` (see ``CropPad.with_shape``)."""
+        record = self.crop_pad.with_shape(shape)
+        mask = record.apply(self.crop_pad.invert(self.brain_mask, fill=False))
+        return replace(self, crop_pad=record, brain_mask=mask)
+
+
+class LoadedSubject(NamedTuple):
+    """A loaded subject: ``image, label, meta = load_subject(subject)``.
+
+    Attributes:
+        image: ``(C, D, H, W)`` float32, z-scored over the brain (unless ``normalize=False``).
+        label: ``(D, H, W)`` int64 class indices ``0 .. 3``, or ``None`` without a segmentation.
+        meta: :class:`SubjectMeta`.
+    """
+
+    image: np.ndarray
+    label: np.ndarray | None
+    meta: SubjectMeta
+
+
+def _check_same_grid(reference: nib.Nifti1Image, ref_path: Path, img: nib.Nifti1Image, path: Path) -> None:
+    if tuple(img.shape[:3]) != tuple(reference.shape[:3]):
+        raise NiftiValidationError(
+            path, f"shape {tuple(img.shape[:3])} differs from {tuple(reference.shape[:3])} of {ref_path.name}"
+        )
+    if not np.allclose(img.affine, reference.affine, rtol=0, atol=AFFINE_ATOL):
+        raise NiftiValidationError(
+            path,
+            f"affine differs from that of {ref_path.name} (max difference "
+            f"{np.abs(img.affine - reference.affine).max():.4g} mm):\n{img.affine}\nvs\n{reference.affine}",
+        )
+
+
+def _read_label_raw(img: nib.Nifti1Image, path: Path) -> np.ndarray:
+    """The stored label values (raw dtype; header scaling applied only if the header asks for it)."""
+    try:
+        raw = np.asanyarray(img.dataobj.get_unscaled() if nib.is_proxy(img.dataobj) else img.dataobj)
+    except Exception as err:
+        raise NiftiValidationError(path, f"cannot read voxels ({type(err).__name__}: {err})") from err
+    raw = raw.reshape(img.shape[:3])
+    slope = float(getattr(img.dataobj, "slope", 1.0))
+    inter = float(getattr(img.dataobj, "inter", 0.0))
+    if (np.isfinite(slope) and slope not in (0.0, 1.0)) or (np.isfinite(inter) and inter != 0.0):
+        raw = raw * slope + inter
+    return raw
+
+
+def load_subject(
+    subject: Subject,
+    *,
+    margin: int | Sequence[int] = 4,
+    multiple: int | Sequence[int] = 16,
+    min_shape: int | Sequence[int] | None = None,
+    crop: bool = True,
+    normalize: bool = True,
+    load_seg: bool = True,
+    label_convention: str | None = None,
+    check_crc: bool = True,
+) -> LoadedSubject:
+    """Validate and load one subject: image, class map and the metadata to write results back.
+
+    Every file is checked before voxels are read: exists, not empty, gzip CRC intact (``.nii.gz``), 3D, and the
+    same shape and affine as the first modality. Then the image is cropped to the brain (plus ``margin``),
+    padded to a multiple of ``multiple`` and z-scored per modality over the brain.
+
+    Args:
+        subject: from :func:`~art_seg.data.find_subjects`.
+        margin: voxels kept around the brain bounding box.
+        multiple: padded spatial sizes divide by this (``2**depth`` of the UNet; 1 for no padding).
+        min_shape: padded spatial sizes are at least this (e.g. the patch size).
+        crop: crop to the brain (``False`` keeps the full grid, still padded).
+        normalize: z-score each modality over the brain voxels (mean 0, std 1; outside 0).
+        load_seg: read the segmentation when there is one.
+        label_convention: override ``subject.label_convention`` (``"brats2018"``: values ``{0, 1, 2, 4}``;
+            ``"brats2023"``: ``{0, 1, 2, 3}``).
+        check_crc: stream ``.nii.gz`` files to their end to check the gzip CRC.
+
+    Returns:
+        :class:`LoadedSubject` ``(image, label, meta)``: ``image`` ``(C, D, H, W)`` float32 (z-scored units),
+        ``label`` ``(D, H, W)`` int64 classes ``0 .. 3`` or ``None``, ``meta`` a :class:`SubjectMeta`.
+
+    Raises:
+        NiftiValidationError: a file is missing, empty, truncated, corrupt, not 3D, or on another grid
+            (the message names the file).
+            Also raised when every modality is all zero.
+        LabelValueError: the segmentation holds values outside the convention (names the file and values).
+        ValueError: an option is invalid.
+
+    Example:
+        >>> import tempfile
+        >>> from art_seg.data import find_subjects, make_brats_phantom
+        >>> root = tempfile.mkdtemp()
+        >>> _ = make_brats_phantom(root, n_subjects=1, shape=(64, 64, 48))
+        >>> image, label, meta = load_subject(find_subjects(root)[0], multiple=8)
+        >>> image.shape, image.dtype, label.dtype, meta.original_shape
+        ((4, 64, 64, 48), dtype('float32'), dtype('int64'), (64, 64, 48))
+    """
+    check_type("subject", subject, Subject)
+    convention = subject.label_convention if label_convention is None else label_convention
+    check_choice("label_convention", convention, LABEL_CONVENTIONS)
+    for name, flag in (("crop", crop), ("normalize", normalize), ("load_seg", load_seg), ("check_crc", check_crc)):
+        check_type(name, flag, bool)
+
+    names = subject.modalities
+    paths = [Path(subject.paths[m]) for m in names]
+    images = [open_nifti(p, check_crc=check_crc) for p in paths]
+    for img, path in zip(images[1:], paths[1:]):
+        _check_same_grid(images[0], paths[0], img, path)
+    seg_img = None
+    if load_seg and subject.seg is not None:
+        seg_img = open_nifti(subject.seg, check_crc=check_crc)
+        _check_same_grid(images[0], paths[0], seg_img, Path(subject.seg))
+
+    reference = images[0]
+    full = np.empty((len(names), *reference.shape[:3]), dtype=np.float32)
+    for c, (img, path) in enumerate(zip(images, paths)):
+        read_volume_into(img, full[c], path)
+    mask = brain_mask(full)
+    if not mask.any():
+        raise NiftiValidationError(paths[0], f"every modality of subject {subject.id} is all zero (no brain voxels)")
+    record = crop_pad_record(mask, margin, multiple, min_shape, crop)
+    del mask
+    image = record.apply(full)
+    del full, images
+    mask = brain_mask(image)
+    means, stds = zscore_(image, mask) if normalize else ((0.0,) * len(names), (1.0,) * len(names))
+
+    label = None
+    if seg_img is not None:
+        seg_path = Path(subject.seg)
+        raw = _read_label_raw(seg_img, seg_path)
+        label = np.zeros(record.shape, dtype=np.int64)
+        cropped = raw[tuple(slice(a, b) for a, b in record.box)]
+        labels_to_classes(cropped, convention, source=str(seg_path), out=record.extract(label))
+        del raw, cropped
+
+    meta = SubjectMeta(
+        subject_id=subject.id,
+        modalities=tuple(names),
+        affine=np.array(reference.affine, dtype=np.float64),
+        header=reference.header.copy(),
+        crop_pad=record,
+        means=means,
+        stds=stds,
+        brain_mask=mask,
+        label_convention=convention,
+        paths={**dict(zip(names, paths)), **({"seg": Path(subject.seg)} if subject.seg is not None else {})},
+    )
+    return LoadedSubject(image, label, meta)
+
+
+def load_subjects(subjects: Iterable[Subject], *, on_error: str = "skip", **kwargs) -> list[LoadedSubject]:
+    """Load many subjects; with ``on_error="skip"`` a bad subject is skipped with a warning naming it.
+
+    Args:
+        subjects: from :func:`~art_seg.data.find_subjects`.
+        on_error: ``"skip"`` (warn and go on) or ``"raise"``.
+        **kwargs: passed to :func:`load_subject`.
+
+    Returns:
+        The loaded subjects, in input order, without the skipped ones.
+
+    Raises:
+        NiftiValidationError, LabelValueError, OSError: with ``on_error="raise"``, the first bad subject's error.
+        TypeError, ValueError: for invalid options (never skipped).
+    """
+    check_choice("on_error", on_error, ON_ERROR)
+    loaded = []
+    for subject in subjects:
+        try:
+            loaded.append(load_subject(subject, **kwargs))
+        except (NiftiValidationError, LabelValueError, OSError) as err:
+            if on_error == "raise":
+                raise
+            warnings.warn(f"skipping subject {getattr(subject, 'id', subject)}: {err}", stacklevel=2)
+    return loaded

@@ -1,0 +1,247 @@
+"""Safe NIfTI reading (validated, float32, gzip CRC checked) and atomic NIfTI writing, through nibabel.
+
+Axis order: volumes keep the voxel order in which NIfTI stores them, ``(i, j, k)`` (for BraTS roughly
+left-right, posterior-anterior, inferior-superior), and ``art_seg`` calls these axes ``(D, H, W)``. No
+reorientation is done, so the source affine maps ``(D, H, W)`` voxel indices to scanner millimetres.
+
+nibabel reads ``.nii.gz`` files through Python's ``gzip`` module but, for speed, never reads the stream to its
+end, so a file whose compressed bytes were damaged can load without complaint and give wrong voxels. Here every
+``.nii.gz`` is first streamed to its end with ``gzip`` (which checks the CRC-32 and length in the gzip trailer).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from art_seg._checks import check_type
+
+__all__ = [
+    "NiftiValidationError",
+    "check_gzip_integrity",
+    "open_nifti",
+    "read_volume_into",
+    "load_nifti",
+    "save_nifti",
+]
+
+_CHUNK = 1 << 20
+
+
+class NiftiValidationError(ValueError):
+    """A NIfTI file is missing, empty, truncated, corrupt or of the wrong shape. ``path`` names the file."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def _is_gzip(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+def check_gzip_integrity(path: str | os.PathLike) -> None:
+    """Stream a ``.gz`` file to its end so that ``gzip`` checks its CRC-32 and length; memory stays O(1 MiB).
+
+    Args:
+        path: a gzip-compressed file, e.g. ``*.nii.gz``.
+
+    Raises:
+        NiftiValidationError: if the file is truncated, not gzip, or its data fail the CRC check.
+
+    Example:
+        >>> check_gzip_integrity("BraTS20_Training_001_flair.nii.gz")  # doctest: +SKIP
+    """
+    path = Path(path)
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(_CHUNK):
+                pass
+    except EOFError as err:
+        raise NiftiValidationError(path, f"truncated gzip stream ({err})") from err
+    except gzip.BadGzipFile as err:
+        raise NiftiValidationError(path, f"corrupt gzip data, CRC or length check failed ({err})") from err
+    except zlib.error as err:
+        raise NiftiValidationError(path, f"corrupt gzip data, cannot decompress ({err})") from err
+
+
+def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1Image:
+    """Open a NIfTI file lazily after checking it: exists, not empty, gzip intact, a 3D volume.
+
+    Only the header is read (plus one streaming pass over a ``.gz`` file for the CRC check); voxels are read
+    later with :func:`read_volume_into` or :func:`load_nifti`.
+
+    Args:
+        path: ``*.nii`` or ``*.nii.gz`` file.
+        check_crc: stream ``.gz`` files to their end to check the gzip CRC (recommended; costs one
+            decompression).
+
+    Returns:
+        The nibabel image (NIfTI-1 or NIfTI-2), data not yet loaded. Trailing singleton axes such as
+        ``(240, 240, 155, 1)`` are accepted; its spatial shape is ``img.shape[:3]``.
+
+    Raises:
+        NiftiValidationError: with the path and the problem (missing, empty, truncated, corrupt, not NIfTI,
+            not 3D, non-finite affine).
+    """
+    check_type("path", path, (str, os.PathLike))
+    path = Path(path)
+    if not path.is_file():
+        raise NiftiValidationError(path, "file not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise NiftiValidationError(path, "empty file (0 bytes)")
+    if _is_gzip(path) and check_crc:
+        check_gzip_integrity(path)
+    try:
+        img = nib.load(path)
+    except Exception as err:  # nibabel raises many types (ImageFileError, EOFError, HeaderDataError, ...)
+        raise NiftiValidationError(path, f"cannot read as NIfTI ({type(err).__name__}: {err})") from err
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise NiftiValidationError(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) < 3 or any(s != 1 for s in shape[3:]):
+        raise NiftiValidationError(path, f"expected a 3D volume, got shape {shape}")
+    if min(shape[:3]) < 1:
+        raise NiftiValidationError(path, f"volume has an empty axis, shape {shape}")
+    if not np.all(np.isfinite(img.affine)):
+        raise NiftiValidationError(path, f"affine holds NaN or Inf:\n{img.affine}")
+    offset = int(getattr(img.dataobj, "offset", img.header.get_data_offset()))
+    expected = offset + int(np.prod(shape)) * img.get_data_dtype().itemsize
+    if not _is_gzip(path) and size < expected:
+        raise NiftiValidationError(path, f"truncated: {size} bytes, the header needs {expected}")
+    return img
+
+
+def read_volume_into(img: nib.Nifti1Image, out: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Read the voxels of an opened image into ``out`` (float32), applying the header scaling in float32.
+
+    The file's raw array (its own dtype, e.g. int16) is the only temporary: no float64 copy is made, and
+    nibabel's cache is not filled.
+
+    Args:
+        img: image from :func:`open_nifti`.
+        out: float32 array of shape ``img.shape[:3]`` to fill (e.g. one channel of a ``(4, D, H, W)`` array).
+        path: the file, for error messages.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        NiftiValidationError: if the voxels cannot be read or are not finite.
+    """
+    if out.shape != tuple(img.shape[:3]):
+        raise ValueError(f"out must have shape {tuple(img.shape[:3])}, got {out.shape}")
+    proxy = img.dataobj
+    try:
+        if nib.is_proxy(proxy):
+            raw = np.asanyarray(proxy.get_unscaled())
+            slope, inter = float(proxy.slope), float(proxy.inter)
+        else:
+            raw, slope, inter = np.asanyarray(proxy), 1.0, 0.0
+        raw = raw.reshape(out.shape)
+        out[...] = raw
+        del raw
+    except NiftiValidationError:
+        raise
+    except Exception as err:
+        raise NiftiValidationError(path, f"cannot read voxels ({type(err).__name__}: {err})") from err
+    if np.isfinite(slope) and slope not in (0.0, 1.0):
+        out *= np.float32(slope)
+    if np.isfinite(inter) and inter != 0.0:
+        out += np.float32(inter)
+    if not np.all(np.isfinite(out)):
+        bad = int(np.count_nonzero(~np.isfinite(out)))
+        raise NiftiValidationError(path, f"{bad} voxel(s) are NaN or Inf")
+    return out
+
+
+def load_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Validate and read one 3D NIfTI volume as float32.
+
+    Args:
+        path: ``*.nii`` or ``*.nii.gz`` file.
+        check_crc: check the gzip CRC of ``.gz`` files first (see the module docstring).
+
+    Returns:
+        ``(volume, img)``: ``volume`` is ``(D, H, W)`` float32 in the file's intensity units (header scaling
+        applied); ``img`` is the nibabel image, for its ``affine`` and ``header``.
+
+    Raises:
+        NiftiValidationError: naming the file and what is wrong.
+
+    Example:
+        >>> volume, img = load_nifti("BraTS20_Training_001_flair.nii.gz")  # doctest: +SKIP
+        >>> volume.dtype, volume.shape  # doctest: +SKIP
+        (dtype('float32'), (240, 240, 155))
+    """
+    img = open_nifti(path, check_crc=check_crc)
+    volume = np.empty(img.shape[:3], dtype=np.float32)
+    read_volume_into(img, volume, path)
+    return volume, img
+
+
+def save_nifti(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    affine: np.ndarray,
+    header: nib.Nifti1Header | None = None,
+    dtype: np.dtype | type | None = None,
+) -> Path:
+    """Write ``array`` as a NIfTI file atomically (a temporary file in the same folder, then ``os.replace``).
+
+    A crash mid-write leaves either the old file or none, never a truncated one.
+
+    Args:
+        path: output ``*.nii`` or ``*.nii.gz`` (compression follows the suffix); parent folders are created.
+        array: ``(D, H, W)`` or ``(D, H, W, T)`` data in NIfTI voxel order.
+        affine: ``(4, 4)`` voxel-to-world matrix, usually the source scan's.
+        header: source header to copy (descriptions, units, qform/sform codes); shape and dtype are updated.
+        dtype: on-disk dtype (default ``array.dtype``); stored without scaling for float and matching int types.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: if ``path`` does not end in ``.nii`` or ``.nii.gz`` or ``affine`` is not ``(4, 4)``.
+    """
+    check_type("path", path, (str, os.PathLike))
+    path = Path(path)
+    name = path.name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        raise ValueError(f"path must end in .nii or .nii.gz, got {str(path)!r}")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise ValueError(f"affine must be (4, 4), got {affine.shape}")
+    array = np.asarray(array)
+    dtype = np.dtype(dtype if dtype is not None else array.dtype)
+    if array.dtype != dtype:
+        array = array.astype(dtype)
+    header = header.copy() if header is not None else None
+    img = nib.Nifti1Image(array, affine, header=header)
+    img.set_data_dtype(dtype)
+    if header is None:  # a fresh header: say the affine is scanner space, in mm
+        img.header.set_xyzt_units("mm", "sec")
+        img.set_qform(affine, code=1)
+        img.set_sform(affine, code=1)
+    img.header.set_slope_inter(1.0, 0.0)
+    img.header["cal_min"] = 0
+    img.header["cal_max"] = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else ".nii"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

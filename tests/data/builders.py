@@ -1,0 +1,71 @@
+"""Build tiny BraTS folders of each year's naming convention with nibabel, for the data-layer tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+SHAPE = (12, 12, 8)
+AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
+# (subject id, relative folder, file suffix of each modality t1, t1ce, t2, flair, seg, separator)
+LAYOUTS = {
+    "brats2018": ("Brats18_2013_2_1", "HGG/Brats18_2013_2_1", ("t1", "t1ce", "t2", "flair", "seg"), "_"),
+    "brats2020": ("BraTS20_Training_001", "BraTS20_Training_001", ("t1", "t1ce", "t2", "flair", "seg"), "_"),
+    "brats2021": ("BraTS2021_00000", "BraTS2021_00000", ("t1", "t1ce", "t2", "flair", "seg"), "_"),
+    "brats2023": ("BraTS-GLI-00000-000", "BraTS-GLI-00000-000", ("t1n", "t1c", "t2w", "t2f", "seg"), "-"),
+}
+
+
+def tiny_case(seed: int = 0, shape: tuple[int, ...] = SHAPE, label_values: tuple[int, ...] = (1, 2, 4)):
+    """Four positive 'modalities' inside a box-shaped brain (0 outside) and a label map with ``label_values``.
+
+    Returns ``image (4, *shape) float32`` (integer-valued, so int16 storage is exact) and ``label`` uint8.
+    """
+    rng = np.random.default_rng(seed)
+    image = np.zeros((4, *shape), dtype=np.float32)
+    brain = (slice(2, shape[0] - 2), slice(1, shape[1] - 2), slice(1, shape[2] - 1))
+    image[(slice(None), *brain)] = rng.integers(50, 1000, size=(4, *image[0][brain].shape))
+    label = np.zeros(shape, dtype=np.uint8)
+    label[4:7, 4:7, 3:5] = label_values[1]
+    label[5:7, 5:7, 3:5] = label_values[2]
+    label[5, 5, 4] = label_values[0]
+    return image, label
+
+
+def save(path: Path, array: np.ndarray, affine: np.ndarray = AFFINE, dtype=None) -> Path:
+    """Save with nibabel directly (independent of art_seg's writer)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = nib.Nifti1Image(array if dtype is None else array.astype(dtype), affine)
+    nib.save(img, path)
+    return path
+
+
+def write_subject(
+    root: Path,
+    layout: str = "brats2020",
+    *,
+    ext: str = ".nii.gz",
+    seed: int = 0,
+    subject_id: str | None = None,
+    with_seg: bool = True,
+    label_values: tuple[int, ...] | None = None,
+    shape: tuple[int, ...] = SHAPE,
+) -> dict[str, Path]:
+    """Write one subject in ``layout`` under ``root``; returns suffix -> path (plus ``"image"``/``"label"`` arrays)."""
+    default_id, folder, suffixes, sep = LAYOUTS[layout]
+    if subject_id is not None:
+        folder = folder.replace(default_id, subject_id)
+    else:
+        subject_id = default_id
+    if label_values is None:
+        label_values = (1, 2, 3) if layout == "brats2023" else (1, 2, 4)
+    image, label = tiny_case(seed, shape, label_values)
+    paths: dict = {}
+    for c, suffix in enumerate(suffixes[:4]):
+        paths[suffix] = save(root / folder / f"{subject_id}{sep}{suffix}{ext}", image[c], dtype=np.int16)
+    if with_seg:
+        paths["seg"] = save(root / folder / f"{subject_id}{sep}seg{ext}", label, dtype=np.uint8)
+    paths["image"], paths["label"] = image, label
+    return paths

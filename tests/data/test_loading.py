@@ -1,0 +1,210 @@
+"""Loading subjects: every layout, float32, metadata, grid checks, batch skipping, memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from art_seg.data import (
+    LabelValueError,
+    NiftiValidationError,
+    find_subjects,
+    load_subject,
+    load_subjects,
+)
+from tests.data.builders import AFFINE, LAYOUTS, save, write_subject
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_load_each_layout(tmp_path, layout):
+    written = write_subject(tmp_path, layout)
+    (subject,) = find_subjects(tmp_path)
+    image, label, meta = load_subject(subject, margin=0, multiple=1)
+    assert image.dtype == np.float32 and label.dtype == np.int64
+    # tiny_case's brain box is [2:10, 1:10, 1:7] of (12, 12, 8)
+    assert image.shape == (4, 8, 9, 6) and label.shape == (8, 9, 6)
+    assert meta.original_shape == (12, 12, 8)
+    assert meta.crop_pad.box == ((2, 10), (1, 10), (1, 7))
+    np.testing.assert_array_equal(meta.affine, AFFINE)
+    expected = {0: 0, 1: 1, 2: 2, 4: 3, 3: 3}  # value -> class in either convention
+    truth = np.vectorize(expected.get)(written["label"])[2:10, 1:10, 1:7]
+    np.testing.assert_array_equal(label, truth)
+    assert np.bincount(label.ravel()).tolist()[1:] == [1, 10, 7]  # 3x3x2 box - 2x2x2 box; 2x2x2 - 1
+
+
+def test_zscored_per_modality_over_the_brain(tmp_path):
+    write_subject(tmp_path)
+    image, _, meta = load_subject(find_subjects(tmp_path)[0], margin=1, multiple=4)
+    mask = meta.brain_mask
+    assert mask.shape == image.shape[1:] == meta.shape
+    for channel in image:
+        assert abs(float(channel[mask].mean())) < 1e-5
+        assert abs(float(channel[mask].std()) - 1.0) < 1e-4
+        assert np.count_nonzero(channel[~mask]) == 0
+    assert all(s > 0 for s in meta.stds) and all(m > 0 for m in meta.means)
+
+
+def test_padding_to_multiple_and_min_shape(tmp_path):
+    write_subject(tmp_path)
+    image, label, meta = load_subject(find_subjects(tmp_path)[0], margin=0, multiple=4, min_shape=(12, 4, 4))
+    assert image.shape[1:] == label.shape == meta.shape == (12, 12, 8)
+    assert all(n % 4 == 0 for n in meta.shape)
+
+
+def test_no_crop_keeps_the_grid(tmp_path):
+    write_subject(tmp_path)
+    image, _, meta = load_subject(find_subjects(tmp_path)[0], crop=False, multiple=1, normalize=False)
+    assert image.shape == (4, 12, 12, 8)
+    assert meta.means == (0.0,) * 4 and meta.stds == (1.0,) * 4
+
+
+def test_subject_without_segmentation(tmp_path):
+    write_subject(tmp_path, with_seg=False)
+    image, label, meta = load_subject(find_subjects(tmp_path)[0])
+    assert label is None and image.shape[0] == 4 and "seg" not in meta.paths
+
+
+def test_modality_order_is_the_channel_order(tmp_path):
+    written = write_subject(tmp_path)
+    (subject,) = find_subjects(tmp_path, modalities=("flair", "t1"))
+    image, _, meta = load_subject(subject, crop=False, multiple=1, normalize=False)
+    assert meta.modalities == ("flair", "t1")
+    np.testing.assert_array_equal(image[0], written["image"][3])
+    np.testing.assert_array_equal(image[1], written["image"][0])
+
+
+def test_different_shapes_name_the_file(tmp_path):
+    written = write_subject(tmp_path)
+    save(written["t2"], np.ones((12, 12, 9)), dtype=np.int16)
+    with pytest.raises(NiftiValidationError, match=r"_t2\.nii\.gz: shape \(12, 12, 9\) differs from \(12, 12, 8\)"):
+        load_subject(find_subjects(tmp_path)[0])
+
+
+def test_different_affines_name_the_file(tmp_path):
+    written = write_subject(tmp_path)
+    shifted = AFFINE.copy()
+    shifted[0, 3] = 2.0
+    save(written["flair"], written["image"][3], affine=shifted, dtype=np.int16)
+    with pytest.raises(NiftiValidationError, match=r"_flair\.nii\.gz: affine differs .*max difference 2 mm"):
+        load_subject(find_subjects(tmp_path)[0])
+
+
+def test_segmentation_on_another_grid(tmp_path):
+    written = write_subject(tmp_path)
+    save(written["seg"], np.zeros((12, 12, 7)), dtype=np.uint8)
+    with pytest.raises(NiftiValidationError, match=r"_seg\.nii\.gz: shape \(12, 12, 7\)"):
+        load_subject(find_subjects(tmp_path)[0])
+
+
+def test_missing_file_after_discovery(tmp_path):
+    written = write_subject(tmp_path)
+    (subject,) = find_subjects(tmp_path)
+    written["t1"].unlink()
+    with pytest.raises(NiftiValidationError, match=r"_t1\.nii\.gz: file not found"):
+        load_subject(subject)
+
+
+def test_unknown_label_value_names_file_and_values(tmp_path):
+    write_subject(tmp_path, label_values=(1, 2, 5))
+    with pytest.raises(LabelValueError, match=r"_seg\.nii\.gz: label map holds value\(s\) \[5\]"):
+        load_subject(find_subjects(tmp_path)[0])
+
+
+def test_2023_values_under_2018_layout_need_the_override(tmp_path):
+    write_subject(tmp_path, label_values=(1, 2, 3))
+    (subject,) = find_subjects(tmp_path)
+    with pytest.raises(LabelValueError, match="label_convention='brats2023'"):
+        load_subject(subject)
+    _, label, meta = load_subject(subject, label_convention="brats2023")
+    assert label.max() == 3 and meta.label_convention == "brats2023"
+
+
+def test_all_zero_subject(tmp_path):
+    written = write_subject(tmp_path)
+    for key in ("t1", "t1ce", "t2", "flair"):
+        save(written[key], np.zeros((12, 12, 8)), dtype=np.int16)
+    with pytest.raises(NiftiValidationError, match="is all zero"):
+        load_subject(find_subjects(tmp_path)[0])
+
+
+def _damage(written: dict, kind: str) -> None:
+    if kind == "empty":
+        written["t1"].write_bytes(b"")
+    elif kind == "truncated":
+        written["t2"].write_bytes(written["t2"].read_bytes()[:-40])
+    elif kind == "crc":
+        data = bytearray(written["flair"].read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        written["flair"].write_bytes(bytes(data))
+    elif kind == "4d":
+        save(written["t1ce"], np.ones((12, 12, 8, 2)), dtype=np.int16)
+    elif kind == "label":
+        save(written["seg"], np.full((12, 12, 8), 7), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "crc", "4d", "label"])
+def test_batch_skips_only_the_bad_subject(tmp_path, kind):
+    for k in (1, 2, 3):
+        written = write_subject(tmp_path, subject_id=f"BraTS20_Training_00{k}", seed=k)
+        if k == 2:
+            _damage(written, kind)
+    subjects = find_subjects(tmp_path)
+    with pytest.warns(UserWarning, match=r"skipping subject BraTS20_Training_002: .*BraTS20_Training_002_") as record:
+        loaded = load_subjects(subjects, multiple=4)
+    assert len(record) == 1
+    assert [item.meta.subject_id for item in loaded] == ["BraTS20_Training_001", "BraTS20_Training_003"]
+    with pytest.raises((NiftiValidationError, LabelValueError), match="BraTS20_Training_002_"):
+        load_subjects(subjects, on_error="raise")
+
+
+def test_bad_options_are_not_skipped(tmp_path):
+    write_subject(tmp_path)
+    subjects = find_subjects(tmp_path)
+    with pytest.raises(ValueError, match="multiple must be >= 1"):
+        load_subjects(subjects, multiple=0)
+    with pytest.raises(ValueError, match="label_convention must be one of"):
+        load_subject(subjects[0], label_convention="brats2015")
+    with pytest.raises(TypeError, match="subject must be Subject"):
+        load_subject("BraTS20_Training_001")
+
+
+def test_memory_float32_and_at_most_two_and_a_half_volumes(tmp_path):
+    """The peak of traced allocations while loading stays <= 2.5 x one (4, D, H, W) float32 volume."""
+    shape = (64, 64, 40)
+    rng = np.random.default_rng(0)
+    grid = np.indices(shape).astype(np.float32)
+    centre = (np.array(shape, dtype=np.float32) - 1)[:, None, None, None] / 2
+    brain = (((grid - centre) / (centre + 1)) ** 2).sum(axis=0) < 1.1
+    folder = tmp_path / "BraTS20_Training_001"
+    for name in ("t1", "t1ce", "t2", "flair"):
+        save(folder / f"BraTS20_Training_001_{name}.nii.gz", rng.normal(500, 50, shape) * brain, dtype=np.float32)
+    label = np.where(brain, 2, 0).astype(np.uint8)
+    label[30:40, 30:40, 15:25] = 4
+    save(folder / "BraTS20_Training_001_seg.nii.gz", label, dtype=np.uint8)
+    del grid, brain, label
+    (subject,) = find_subjects(tmp_path)
+    one_volume = 4 * int(np.prod(shape)) * 4
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        image, label, _ = load_subject(subject, multiple=8)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert image.dtype == np.float32
+    assert image.nbytes >= 0.9 * one_volume  # the brain fills the grid: cropping does not shrink it
+    assert peak <= 2.5 * one_volume, f"peak {peak / one_volume:.2f} x one (4, D, H, W) float32 volume"
+    assert label.dtype == np.int64 and int(label.max()) == 3
+
+
+def test_no_float64_anywhere_in_the_result(tmp_path):
+    written = write_subject(tmp_path)
+    save(written["t1"], written["image"][0], dtype=np.float64)
+    image, _, _ = load_subject(find_subjects(tmp_path)[0])
+    assert image.dtype == np.float32
+    img = nib.load(written["t1"])
+    assert img.in_memory is False  # nibabel's cache was not filled on our image objects either

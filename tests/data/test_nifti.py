@@ -1,0 +1,143 @@
+"""Validated NIfTI reading: every bad file is a clear error naming it; atomic writing."""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from art_seg.data import NiftiValidationError, check_gzip_integrity, load_nifti, save_nifti
+from tests.data.builders import AFFINE, save
+
+
+@pytest.fixture
+def volume() -> np.ndarray:
+    return np.random.default_rng(0).normal(100, 20, size=(12, 12, 8)).astype(np.float32)
+
+
+@pytest.mark.parametrize("ext", [".nii.gz", ".nii"])
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64, np.uint8])
+def test_loads_as_float32(tmp_path, volume, ext, dtype):
+    path = save(tmp_path / f"scan{ext}", np.clip(volume, 0, 255), dtype=dtype)
+    data, img = load_nifti(path)
+    assert data.dtype == np.float32
+    assert data.shape == (12, 12, 8)
+    np.testing.assert_allclose(data, np.clip(volume, 0, 255).astype(dtype), rtol=1e-6)
+    np.testing.assert_array_equal(img.affine, AFFINE)
+
+
+def test_header_scaling_is_applied_in_float32(tmp_path):
+    img = nib.Nifti1Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), AFFINE)
+    img.header.set_slope_inter(0.5, 10.0)
+    nib.save(img, tmp_path / "scaled.nii.gz")
+    data, _ = load_nifti(tmp_path / "scaled.nii.gz")
+    assert data.dtype == np.float32
+    np.testing.assert_allclose(data.ravel(), np.arange(24) * 0.5 + 10.0)
+
+
+def test_trailing_singleton_axis_is_accepted(tmp_path, volume):
+    path = save(tmp_path / "scan.nii.gz", volume[..., None])
+    assert load_nifti(path)[0].shape == (12, 12, 8)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(NiftiValidationError, match=r"absent\.nii\.gz: file not found"):
+        load_nifti(tmp_path / "absent.nii.gz")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.nii.gz").write_bytes(b"")
+    with pytest.raises(NiftiValidationError, match=r"empty\.nii\.gz: empty file \(0 bytes\)"):
+        load_nifti(tmp_path / "empty.nii.gz")
+
+
+def test_truncated_gzip(tmp_path, volume):
+    path = save(tmp_path / "cut.nii.gz", volume)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(NiftiValidationError, match=r"cut\.nii\.gz: truncated gzip stream"):
+        load_nifti(path)
+
+
+def test_truncated_uncompressed(tmp_path, volume):
+    path = save(tmp_path / "cut.nii", volume)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+    with pytest.raises(NiftiValidationError, match=r"cut\.nii: truncated: \d+ bytes, the header needs \d+"):
+        load_nifti(path)
+
+
+def test_flipped_byte_in_compressed_stream(tmp_path, volume):
+    path = save(tmp_path / "flip.nii.gz", volume)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(NiftiValidationError, match=r"flip\.nii\.gz: corrupt gzip data"):
+        load_nifti(path)
+
+
+def test_damage_nibabel_misses_is_caught(tmp_path, volume):
+    """A stored (level-0) gzip stream with one flipped voxel byte: nibabel reads wrong voxels silently."""
+    raw = nib.Nifti1Image(volume, AFFINE).to_bytes()
+    blob = bytearray(gzip.compress(raw, compresslevel=0, mtime=0))
+    offset = 10 + 5 + 352 + 4 * 100  # gzip header, stored-block header, NIfTI header, voxel 100
+    blob[offset + 3] ^= 0x40
+    path = tmp_path / "silent.nii.gz"
+    path.write_bytes(bytes(blob))
+    silently_wrong = np.asanyarray(nib.load(path).dataobj)
+    assert np.count_nonzero(silently_wrong != volume) == 1  # nibabel alone returns a wrong voxel, no error
+    with pytest.raises(NiftiValidationError, match=r"silent\.nii\.gz: corrupt gzip data, CRC or length check failed"):
+        load_nifti(path)
+    assert load_nifti(path, check_crc=False)[0].shape == volume.shape  # the check is what catches it
+
+
+def test_four_d_volume(tmp_path, volume):
+    path = save(tmp_path / "four.nii.gz", np.stack([volume, volume], axis=-1))
+    with pytest.raises(NiftiValidationError, match=r"four\.nii\.gz: expected a 3D volume, got shape \(12, 12, 8, 2\)"):
+        load_nifti(path)
+
+
+def test_two_d_volume(tmp_path):
+    path = save(tmp_path / "flat.nii.gz", np.ones((5, 6), dtype=np.float32))
+    with pytest.raises(NiftiValidationError, match=r"flat\.nii\.gz: expected a 3D volume, got shape \(5, 6\)"):
+        load_nifti(path)
+
+
+def test_not_nifti(tmp_path):
+    path = tmp_path / "text.nii"
+    path.write_bytes(b"this is not a nifti file at all" * 20)
+    with pytest.raises(NiftiValidationError, match=r"text\.nii: cannot read as NIfTI"):
+        load_nifti(path)
+
+
+def test_nan_voxels(tmp_path, volume):
+    volume[1, 2, 3] = np.nan
+    path = save(tmp_path / "nan.nii.gz", volume)
+    with pytest.raises(NiftiValidationError, match=r"nan\.nii\.gz: 1 voxel\(s\) are NaN or Inf"):
+        load_nifti(path)
+
+
+def test_check_gzip_integrity_passes_a_good_file(tmp_path, volume):
+    path = save(tmp_path / "good.nii.gz", volume)
+    assert check_gzip_integrity(path) is None
+
+
+def test_save_is_atomic_and_roundtrips(tmp_path, volume):
+    header = nib.Nifti1Header()
+    header["descrip"] = b"source scan"
+    path = save_nifti(tmp_path / "out" / "vol.nii.gz", volume, AFFINE, header, np.float32)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["vol.nii.gz"]  # no temporary left
+    data, img = load_nifti(path)
+    np.testing.assert_array_equal(data, volume)
+    np.testing.assert_array_equal(img.affine, AFFINE)
+    assert img.header["descrip"].tobytes().rstrip(b"\0") == b"source scan"
+    assert img.get_data_dtype() == np.float32
+
+
+def test_save_rejects_bad_suffix_and_affine(tmp_path, volume):
+    with pytest.raises(ValueError, match=r"must end in \.nii or \.nii\.gz"):
+        save_nifti(tmp_path / "vol.npy", volume, AFFINE)
+    with pytest.raises(ValueError, match=r"affine must be \(4, 4\)"):
+        save_nifti(tmp_path / "vol.nii", volume, np.eye(3))
