@@ -1,0 +1,162 @@
+"""Adversarial training for segmentation by data augmentation, as an ART ``Trainer`` (Goodfellow et al. 2015;
+Madry et al. 2018).
+
+Each batch has a share ``ratio`` of its samples replaced by adversarial examples made on the fly against the
+current model, by an art_seg attack (``FGSM``, ``IterativeFGSM``, ``TargetedIterativeFGSM``, ...) or one of ART's
+(``FastGradientMethod``, ``ProjectedGradientDescent``, ...) built on the same estimator. The labels stay the true
+ones: the model learns to segment the attacked volume correctly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from art.attacks.attack import EvasionAttack
+
+from art_seg._checks import check_number, check_type
+from art_seg.attacks import IterativeFGSM, SegmentationAttack
+from art_seg.attacks.targets import erase_labels
+from art_seg.defences.training import SegmentationTrainer
+from art_seg.estimators import PyTorchSegmenter
+
+__all__ = ["AdversarialTrainer", "AdversarialTrainerMadryPGD"]
+
+ArrayLike = np.ndarray | torch.Tensor
+TargetMaker = Callable[[ArrayLike], ArrayLike]
+
+
+class AdversarialTrainer(SegmentationTrainer):
+    """Train a segmenter on batches in which a share of the samples is attacked against the current model.
+
+    Per batch: ``round(ratio * batch)`` samples, drawn at random, are replaced by adversarial examples of one
+    attack chosen at random from ``attacks``; the step then trains on the mixed batch with the true labels.
+    Targeted attacks (``attack.targeted``, e.g. ti-FGSM) aim at ``target(y)``, by default "no tumour":
+    every foreground class erased to background (class 0).
+
+    Args:
+        segmenter: the estimator to train (with an optimizer); every attack must be built on it.
+        attacks: one ART ``EvasionAttack`` or a sequence of them.
+        ratio: share of each batch, in ``[0, 1]``, replaced by adversarial examples (1: Madry et al.).
+        warmup_epochs: clean epochs before adversarial examples start.
+        target: for targeted attacks, ``y -> target label map`` (class indices).
+        seed, checkpoint_dir, patience, min_delta, restore_best, training_mode, verbose: as in
+            :class:`~art_seg.defences.SegmentationTrainer`. Random starts of attacks without a seed of their own
+            follow the run's seed.
+
+    Raises:
+        ValueError: ``ratio`` outside ``[0, 1]``, no attacks, or an attack built on another estimator.
+        TypeError: an attack that is not an ART ``EvasionAttack``.
+
+    Example:
+        >>> attack = IterativeFGSM(segmenter, eps=0.1, eps_step=0.025, max_iter=5)  # doctest: +SKIP
+        >>> trainer = AdversarialTrainer(segmenter, attack, ratio=0.5, warmup_epochs=2, seed=0)  # doctest: +SKIP
+        >>> trainer.fit(x, y, batch_size=4, nb_epochs=20)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        segmenter: PyTorchSegmenter,
+        attacks: EvasionAttack | Sequence[EvasionAttack],
+        ratio: float = 0.5,
+        *,
+        warmup_epochs: int = 0,
+        target: TargetMaker | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(segmenter, **kwargs)
+        attacks = [attacks] if isinstance(attacks, EvasionAttack) else list(attacks)
+        if not attacks:
+            raise ValueError("attacks must hold at least one attack, got an empty sequence")
+        for i, attack in enumerate(attacks):
+            check_type(f"attacks[{i}]", attack, EvasionAttack)
+            if attack.estimator is not segmenter:
+                raise ValueError(
+                    f"attacks[{i}] ({type(attack).__name__}) is built on another estimator "
+                    f"({type(attack.estimator).__name__} at {id(attack.estimator):#x}) than the trainer's "
+                    f"segmenter (at {id(segmenter):#x}); build it on the segmenter being trained"
+                )
+        check_number("ratio", ratio, low=0, high=1)
+        check_number("warmup_epochs", warmup_epochs, low=0, integer=True)
+        if target is not None and not callable(target):
+            raise TypeError(f"target must be a callable y -> target label map, got {target!r}")
+        self.attacks = attacks
+        self.ratio = float(ratio)
+        self.warmup_epochs = warmup_epochs
+        self.target = target if target is not None else self._erase_foreground
+
+    def _erase_foreground(self, y: ArrayLike) -> ArrayLike:
+        return erase_labels(y, list(range(1, self.segmenter.nb_classes)))
+
+    def _batch(self, x: ArrayLike, y: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+        n = x.shape[0]
+        count = int(round(self.ratio * n))
+        if len(self.history) < self.warmup_epochs or count == 0:
+            return x, y
+        chosen = torch.randperm(n)[:count].sort().values
+        attack = self.attacks[int(torch.randint(len(self.attacks), (1,)))]
+        index = chosen.numpy() if isinstance(x, np.ndarray) else chosen.to(x.device)
+        x_chosen, y_chosen = x[index], y[index]
+        labels = self.target(y_chosen) if attack.targeted else y_chosen
+        x_adv = _generate(attack, x_chosen, labels)
+        x_mixed = x.copy() if isinstance(x, np.ndarray) else x.clone()
+        x_mixed[index] = x_adv
+        return x_mixed, y
+
+    def _config(self) -> dict[str, Any]:
+        attacks = [
+            {"attack": type(a).__name__, **{p: _plain(getattr(a, p, None)) for p in a.attack_params}}
+            for a in self.attacks
+        ]
+        return {**super()._config(), "ratio": self.ratio, "warmup_epochs": self.warmup_epochs, "attacks": attacks}
+
+
+class AdversarialTrainerMadryPGD(AdversarialTrainer):
+    """Madry et al. (2018) adversarial training: every sample replaced by a PGD example with a random start.
+
+    PGD here is art_seg's :class:`~art_seg.attacks.IterativeFGSM` with ``random_start=True``, on the device (ART's
+    own ``AdversarialTrainerMadryPGD`` asks numpy PGD for a random start, which it refuses for non-classifiers).
+
+    Args:
+        segmenter: the estimator to train.
+        eps, eps_step, max_iter, norm: of the PGD attack; ``eps`` and ``eps_step`` in input units (z-scored
+            intensity for art_seg's BraTS pipeline), scalars or per channel.
+        loss: the attack's loss (``None``: the segmenter's).
+        **kwargs: :class:`AdversarialTrainer` options (``warmup_epochs``, ``seed``, ``checkpoint_dir``, ...).
+    """
+
+    def __init__(
+        self,
+        segmenter: PyTorchSegmenter,
+        eps: Any = 0.1,
+        eps_step: Any = 0.025,
+        max_iter: int = 7,
+        norm: Any = np.inf,
+        loss: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        attack = IterativeFGSM(
+            segmenter, norm=norm, eps=eps, eps_step=eps_step, max_iter=max_iter, random_start=True, loss=loss
+        )
+        super().__init__(segmenter, attack, ratio=1.0, **kwargs)
+
+
+def _generate(attack: EvasionAttack, x: ArrayLike, y: ArrayLike) -> ArrayLike:
+    """Run an attack on a batch: device tensors for art_seg's attacks, numpy at ART's boundary for ART's."""
+    if isinstance(attack, SegmentationAttack) or isinstance(x, np.ndarray):
+        return attack.generate(x, y)
+    x_adv = attack.generate(x.detach().cpu().numpy(), y.detach().cpu().numpy())
+    return torch.as_tensor(x_adv, device=x.device, dtype=x.dtype)
+
+
+def _plain(value: Any) -> Any:
+    """An attack parameter as a checkpoint-safe plain value (numbers, strings, lists)."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (np.ndarray, torch.Tensor, list, tuple)):
+        return np.asarray(value if not isinstance(value, torch.Tensor) else value.cpu()).tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return repr(value)

@@ -1,0 +1,375 @@
+"""The training loop every art_seg trainer shares: seeded, checkpointed, resumable, validated, early-stopped.
+
+:class:`SegmentationTrainer` is plain training of a :class:`~art_seg.estimators.PyTorchSegmenter` as an ART
+``Trainer``; :class:`~art_seg.defences.DistillationTrainer` and :class:`~art_seg.defences.AdversarialTrainer`
+subclass it and change only what a batch is trained on.
+
+Repeatability: epoch ``e`` shuffles with, and runs under a torch random state seeded from, ``(seed, e)`` alone
+(the caller's global random state is left as it was), so a run resumed from the checkpoint of epoch ``e`` takes
+exactly the steps an uninterrupted run takes.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from art.defences.trainer.trainer import Trainer
+from tqdm.auto import tqdm
+
+from art_seg._checks import check_number, check_type
+from art_seg.attacks.scores import foreground_dice
+from art_seg.defences.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, segmenter_settings
+from art_seg.estimators import PyTorchSegmenter
+from art_seg.estimators.conversion import as_tensor, check_labels, to_label_tensor
+from art_seg.losses import per_sample_loss
+
+__all__ = ["EpochRecord", "SegmentationTrainer", "copy_segmenter", "epoch_seed"]
+
+ArrayLike = np.ndarray | torch.Tensor
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch of training.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        loss: mean training loss over the epoch's batches.
+        dice: mean foreground Dice of the hard predictions on the training batches (in training mode).
+        val_dice: mean foreground Dice on the validation data after the epoch (``None`` without validation).
+    """
+
+    epoch: int
+    loss: float
+    dice: float
+    val_dice: float | None
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` (0-based) of a run seeded with ``seed``."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class SegmentationTrainer(Trainer):
+    """Train a :class:`~art_seg.estimators.PyTorchSegmenter` with its loss and optimizer, as an ART ``Trainer``.
+
+    Beyond the estimator's own ``fit``: repeatable runs from ``seed``, a progress bar showing loss and Dice,
+    validation Dice after each epoch, early stopping on it, and checkpoints (model, optimizer, epoch, settings,
+    history) written atomically to ``checkpoint_dir`` after every epoch (``last.pt``) and at every new best
+    validation Dice (``best.pt``), from which ``fit(..., resume=True)`` carries on.
+
+    Args:
+        segmenter: the estimator to train; it needs an ``optimizer``.
+        seed: seed of the run (shuffling, dropout, random starts of attacks made during training).
+        checkpoint_dir: folder for checkpoints (``None``: none written, no resume).
+        patience: stop after this many epochs without a validation Dice better than the best by more than
+            ``min_delta`` (``None``: never stop early). Needs ``validation_data`` in ``fit``.
+        min_delta: smallest improvement of validation Dice that counts.
+        restore_best: at the end, load the weights of the epoch with the best validation Dice.
+        training_mode: train with dropout and batch statistics on (the model is left in eval mode).
+        verbose: show a progress bar.
+
+    Example:
+        >>> trainer = SegmentationTrainer(segmenter, seed=0, checkpoint_dir="ckpt", patience=5)  # doctest: +SKIP
+        >>> history = trainer.fit(x, y, batch_size=2, nb_epochs=50, validation_data=(x_val, y_val))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        segmenter: PyTorchSegmenter,
+        *,
+        seed: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+        training_mode: bool = True,
+        verbose: bool = False,
+    ) -> None:
+        check_type("segmenter", segmenter, PyTorchSegmenter)
+        if segmenter.optimizer is None:
+            raise ValueError("segmenter has no optimizer: pass a torch.optim.Optimizer to PyTorchSegmenter")
+        check_number("seed", seed, low=0, integer=True)
+        if checkpoint_dir is not None:
+            check_type("checkpoint_dir", checkpoint_dir, (str, os.PathLike))
+        if patience is not None:
+            check_number("patience", patience, low=1, integer=True)
+        check_number("min_delta", min_delta, low=0)
+        for name, flag in (("restore_best", restore_best), ("training_mode", training_mode), ("verbose", verbose)):
+            check_type(name, flag, bool)
+        super().__init__(segmenter)
+        self.seed = seed
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.restore_best = restore_best
+        self.training_mode = training_mode
+        self.verbose = verbose
+        self.history: list[EpochRecord] = []
+        self.stopped_epoch: int | None = None
+        try:
+            self._segmenter_settings: dict[str, Any] | None = segmenter_settings(segmenter)
+        except ValueError:  # a callable loss or defences: checkpoints still resume, load_segmenter cannot rebuild
+            self._segmenter_settings = None
+
+    @property
+    def segmenter(self) -> PyTorchSegmenter:
+        """The trained estimator (what ART's :meth:`get_classifier` returns)."""
+        return self._classifier
+
+    # ---------------------------------------------------------------------------------------------- fit
+    def fit(  # type: ignore[override]
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        batch_size: int = 2,
+        nb_epochs: int = 10,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        resume: bool = False,
+    ) -> list[EpochRecord]:
+        """Train on arrays: ``x`` ``(N, C, *spatial)``, ``y`` class indices ``(N, *spatial)`` or maps.
+
+        Args:
+            x, y: training data (numpy or torch; never modified).
+            batch_size: samples per step.
+            nb_epochs: the epoch count to reach (a resumed run continues up to it).
+            validation_data: ``(x_val, y_val)``, scored by mean foreground Dice after each epoch.
+            resume: continue from ``checkpoint_dir/last.pt`` if it exists (else start afresh).
+
+        Returns:
+            :attr:`history`, one :class:`EpochRecord` per epoch trained so far.
+        """
+        check_number("batch_size", batch_size, low=1, integer=True)
+        segmenter = self.segmenter
+        segmenter._check_x(x)
+        segmenter._check_y(y, x)
+        n = x.shape[0]
+
+        def batches(epoch_generator: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike]]:
+            order = torch.randperm(n, generator=epoch_generator)
+            for start in range(0, n, batch_size):
+                index = order[start : start + batch_size]
+                index = index.numpy() if isinstance(x, np.ndarray) else index.to(x.device)
+                yield x[index], y[index]
+
+        return self._run(batches, -(-n // batch_size), nb_epochs, validation_data, resume, {"batch_size": batch_size})
+
+    def fit_generator(
+        self,
+        generator: Any,
+        nb_epochs: int = 10,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        resume: bool = False,
+    ) -> list[EpochRecord]:
+        """Train on batches from a torch ``DataLoader`` (or any re-iterable of ``(x, y)``) or an ART ``DataGenerator``.
+
+        Labels are used as they come (never argmaxed as ART's classifier fast path would). A ``DataLoader``'s
+        own shuffling is seeded by its generator, not by :attr:`seed`; for a repeatable, resumable run give it
+        ``generator=torch.Generator().manual_seed(...)`` or shuffle through :meth:`fit`.
+        """
+        from art.data_generators import DataGenerator
+
+        if isinstance(generator, DataGenerator):
+            size = -(-generator.size // generator.batch_size)
+
+            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike]]:
+                return (generator.get_batch() for _ in range(size))
+
+        elif isinstance(generator, Iterable) and not isinstance(generator, Iterator):
+            size = len(generator) if hasattr(generator, "__len__") else None
+
+            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike]]:
+                return iter(generator)
+
+        else:
+            raise TypeError(
+                "generator must be an ART DataGenerator or a re-iterable of (x, y) batches such as a DataLoader, "
+                f"got {type(generator).__name__}"
+            )
+        return self._run(batches, size, nb_epochs, validation_data, resume, {"batch_size": None})
+
+    # ----------------------------------------------------------------------------- what subclasses change
+    def _batch(self, x: ArrayLike, y: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+        """The batch to train on, from the data's batch (adversarial training replaces part of it)."""
+        return x, y
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, x_model: torch.Tensor) -> torch.Tensor:
+        """Per-sample training loss ``(N,)`` of the model's ``logits`` on its input ``x_model``."""
+        segmenter = self.segmenter
+        return per_sample_loss(segmenter.loss, activation=segmenter.activation)(logits, labels, None)
+
+    def _config(self) -> dict[str, Any]:
+        """Settings a resumed run must share with the run that wrote the checkpoint."""
+        return {"trainer": type(self).__name__, "seed": self.seed}
+
+    # -------------------------------------------------------------------------------------- the loop
+    def _run(
+        self,
+        batches: Callable[[torch.Generator], Iterable[tuple[ArrayLike, ArrayLike]]],
+        batches_per_epoch: int | None,
+        nb_epochs: int,
+        validation_data: tuple[ArrayLike, ArrayLike] | None,
+        resume: bool,
+        data_config: dict[str, Any],
+    ) -> list[EpochRecord]:
+        check_number("nb_epochs", nb_epochs, low=0, integer=True)
+        check_type("resume", resume, bool)
+        if resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs a checkpoint_dir to resume from")
+        if self.patience is not None and validation_data is None:
+            raise ValueError(f"patience={self.patience} needs validation_data to stop on")
+        validation = None if validation_data is None else self._validation_tensors(validation_data)
+        segmenter, model = self.segmenter, self.segmenter.model
+        config = {**self._config(), **data_config}
+
+        best = _Best(self.min_delta)
+        start_epoch, self.history, self.stopped_epoch = 0, [], None
+        if resume and (self.checkpoint_dir / LAST).is_file():
+            payload = load_checkpoint(self.checkpoint_dir / LAST, model, segmenter.optimizer)
+            _check_same_config(payload["config"], config, self.checkpoint_dir / LAST)
+            start_epoch = payload["epoch"]
+            self.history = [EpochRecord(**record) for record in payload["state"]["history"]]
+            self.stopped_epoch = payload["state"]["stopped_epoch"]
+            best.restore(payload["state"]["best"], self.checkpoint_dir / BEST)
+
+        total = None if batches_per_epoch is None else batches_per_epoch * max(nb_epochs - start_epoch, 0)
+        progress = tqdm(total=total, desc=type(self).__name__, disable=not self.verbose)
+        devices = [segmenter.device] if segmenter.device.type == "cuda" else []
+        for epoch in range(start_epoch, nb_epochs):
+            if self.stopped_epoch is not None:
+                break
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(epoch_seed(self.seed, epoch))
+                shuffle = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+                losses, dices = [], []
+                for x_batch, y_batch in batches(shuffle):
+                    loss, dice = self._step(x_batch, y_batch)
+                    losses.append(loss)
+                    dices.append(dice)
+                    progress.update(1)
+                    progress.set_postfix(epoch=epoch + 1, loss=f"{loss:.4f}", dice=f"{dice:.3f}")
+            model.eval()
+            val_dice = None if validation is None else self._validation_dice(*validation)
+            record = EpochRecord(epoch + 1, float(np.mean(losses)), float(np.mean(dices)), val_dice)
+            self.history.append(record)
+            if val_dice is not None:
+                progress.set_postfix(epoch=epoch + 1, loss=f"{record.loss:.4f}", val_dice=f"{val_dice:.3f}")
+                if best.update(val_dice, epoch + 1, model):
+                    self._save(BEST, epoch + 1, config, best)
+                elif self.patience is not None and epoch + 1 - best.epoch >= self.patience:
+                    self.stopped_epoch = epoch + 1
+            self._save(LAST, epoch + 1, config, best)
+        progress.close()
+        if self.restore_best and best.state is not None:
+            model.load_state_dict(best.state)
+        model.eval()
+        return self.history
+
+    def _step(self, x_batch: ArrayLike, y_batch: ArrayLike) -> tuple[float, float]:
+        segmenter, model = self.segmenter, self.segmenter.model
+        x_batch, y_batch = self._batch(x_batch, y_batch)
+        x_model, labels = segmenter.training_batch(x_batch, y_batch)
+        model.train(mode=self.training_mode)
+        logits = segmenter.logits(x_model)
+        loss = self._loss(logits, labels, x_model).mean()
+        segmenter.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        segmenter.optimizer.step()
+        dice = foreground_dice(logits.detach(), labels, segmenter.activation).mean()
+        return float(loss.detach()), float(dice)
+
+    def _validation_tensors(self, validation_data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError(f"validation_data must be a pair (x_val, y_val), got {type(validation_data).__name__}")
+        x_val, y_val = validation_data
+        segmenter = self.segmenter
+        segmenter._check_x(x_val)
+        form = check_labels(y_val, batch_shape=(x_val.shape[0], *x_val.shape[2:]), nb_classes=segmenter.nb_classes)
+        x_t = as_tensor(x_val, device=segmenter.device, dtype=segmenter.dtype)
+        labels = to_label_tensor(
+            y_val, form, spatial_shape=tuple(x_t.shape[2:]), device=segmenter.device, dtype=segmenter.dtype
+        )
+        return x_t, labels
+
+    def _validation_dice(self, x_val: torch.Tensor, labels: torch.Tensor) -> float:
+        segmenter = self.segmenter
+        logits = segmenter.predict(x_val, batch_size=2, logits=True)
+        return float(foreground_dice(logits, labels, segmenter.activation).mean())
+
+    def _save(self, name: str, epoch: int, config: dict[str, Any], best: _Best) -> None:
+        if self.checkpoint_dir is None:
+            return
+        state = {
+            "history": [asdict(record) for record in self.history],
+            "stopped_epoch": self.stopped_epoch,
+            "best": best.summary(),
+        }
+        segmenter = self.segmenter
+        save_checkpoint(
+            self.checkpoint_dir / name,
+            model=segmenter.model,
+            optimizer=segmenter.optimizer,
+            epoch=epoch,
+            config=config,
+            state=state,
+            segmenter=self._segmenter_settings,
+        )
+
+
+class _Best:
+    """The best validation Dice so far, its epoch and (a CPU copy of) its weights."""
+
+    def __init__(self, min_delta: float) -> None:
+        self.min_delta = min_delta
+        self.score: float | None = None
+        self.epoch = 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, score: float, epoch: int, model: torch.nn.Module) -> bool:
+        if self.score is not None and score <= self.score + self.min_delta:
+            return False
+        self.score, self.epoch = score, epoch
+        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        return {"score": self.score, "epoch": self.epoch}
+
+    def restore(self, summary: dict[str, Any], path: Path) -> None:
+        self.score, self.epoch = summary["score"], summary["epoch"]
+        if self.score is not None and path.is_file():
+            self.state = read_checkpoint(path)["model"]
+
+
+def _check_same_config(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    differences = [
+        f"{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}"
+        for key in sorted(set(saved) | set(current))
+        if saved.get(key) != current.get(key)
+    ]
+    if differences:
+        raise ValueError(f"cannot resume from {str(path)!r}, the run's settings differ: {'; '.join(differences)}")
+
+
+def copy_segmenter(segmenter: PyTorchSegmenter, **params: Any) -> PyTorchSegmenter:
+    """A deep copy of ``segmenter`` (model, preprocessing, defences) with a fresh optimizer of the same kind.
+
+    The new optimizer has the class and settings (``defaults``) of ``segmenter``'s, on the copied parameters,
+    and no state; ``params`` are then set with :meth:`PyTorchSegmenter.set_params` (e.g. ``loss="ce"``).
+    """
+    clone = copy.deepcopy(segmenter)
+    optimizer = segmenter.optimizer
+    if optimizer is not None:
+        clone.set_params(optimizer=type(optimizer)(clone.model.parameters(), **optimizer.defaults))
+    if params:
+        clone.set_params(**params)
+    return clone

@@ -1,0 +1,79 @@
+"""Checkpoints: atomic writes, weights_only reads, architecture checks, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from art_seg.defences import load_checkpoint, read_checkpoint, save_checkpoint
+from art_seg.models import UNet2D, UNet3D
+
+
+def model(base: int = 4) -> UNet3D:
+    torch.manual_seed(0)
+    return UNet3D(2, 3, base_filters=base, depth=1)
+
+
+def test_round_trip_restores_model_optimizer_and_state(tmp_path) -> None:
+    source = model()
+    optimizer = torch.optim.Adam(source.parameters(), lr=1e-3)
+    source(torch.randn(1, 2, 4, 4, 4)).sum().backward()
+    optimizer.step()
+    path = save_checkpoint(
+        tmp_path / "sub" / "c.pt", model=source, optimizer=optimizer, epoch=7, config={"seed": 3}, state={"a": [1]}
+    )
+    target = UNet3D(2, 3, base_filters=4, depth=1)
+    target_optimizer = torch.optim.Adam(target.parameters(), lr=1e-3)
+    payload = load_checkpoint(path, target, target_optimizer)
+    assert payload["epoch"] == 7 and payload["config"] == {"seed": 3} and payload["state"] == {"a": [1]}
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+    assert target_optimizer.state_dict()["state"][0]["step"] == optimizer.state_dict()["state"][0]["step"]
+    assert [p.name for p in tmp_path.joinpath("sub").iterdir()] == ["c.pt"]  # no temporary file left
+
+
+def test_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch) -> None:
+    path = save_checkpoint(tmp_path / "c.pt", model=model(), epoch=1)
+    before = path.read_bytes()
+
+    def broken_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model=model(), epoch=2)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_reads_with_weights_only(tmp_path) -> None:
+    # A pickled object that is not plain data would run code under weights_only=False: it must be refused.
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "art_seg.checkpoint/1", "payload": Exception("not data")}, path)
+    with pytest.raises(ValueError, match="is damaged or not a torch file"):
+        read_checkpoint(path)
+
+
+def test_bad_checkpoints_raise_clear_errors(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"checkpoint '.*missing.pt' does not exist"):
+        load_checkpoint(tmp_path / "missing.pt", model())
+    path = save_checkpoint(tmp_path / "c.pt", model=model(), epoch=1)
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"checkpoint '.*damaged.pt' is damaged"):
+        load_checkpoint(damaged, model())
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(ValueError, match="is not an art_seg checkpoint"):
+        load_checkpoint(foreign, model())
+    with pytest.raises(ValueError, match=r"another architecture: config .*'base_filters': 4.*'base_filters': 8"):
+        load_checkpoint(path, model(base=8))
+    with pytest.raises(ValueError, match="another architecture: class 'UNet3D' != model's 'UNet2D'"):
+        load_checkpoint(path, UNet2D(2, 3, base_filters=4, depth=1))
+    with pytest.raises(ValueError, match="holds no optimizer state"):
+        target = model()
+        load_checkpoint(path, target, torch.optim.SGD(target.parameters(), lr=0.1))
+    plain = torch.nn.Conv3d(2, 3, 1)
+    other = save_checkpoint(tmp_path / "plain.pt", model=plain)
+    with pytest.raises(ValueError, match=r"shape mismatches \['weight \(3, 2, 1, 1, 1\) != \(4, 2, 1, 1, 1\)'"):
+        load_checkpoint(other, torch.nn.Conv3d(2, 4, 1))
