@@ -1,0 +1,81 @@
+"""What every ``art-seg`` command shares: common options, device and seed set-up, data and model loading."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from art_seg.data import Subject, find_subjects, make_brats_phantom
+from art_seg.evaluation._files import atomic_write_text
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class CommandError(Exception):
+    """A user error in a command's arguments or inputs: printed as ``art-seg <command>: error: ...``, exit 2."""
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, output: str) -> None:
+    """``--device``, ``--seed``, ``--output``, ``--threads`` and ``--quiet``."""
+    group = parser.add_argument_group("common options")
+    group.add_argument("--output", "-o", default=output, help=f"output folder (default: {output})")
+    group.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA when available, else CPU")
+    group.add_argument("--seed", type=int, default=0, help="seed of everything random (default: 0)")
+    group.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    group.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def setup(args: argparse.Namespace) -> str:
+    """Apply ``--threads`` and ``--seed``; return the ``device_type`` (``"cpu"`` or ``"gpu"``) for estimators."""
+    if args.seed < 0:
+        raise CommandError(f"--seed must be >= 0, got {args.seed}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CommandError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CommandError("--device cuda was asked for but torch sees no CUDA device (torch.cuda.is_available())")
+    use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    return "gpu" if use_cuda else "cpu"
+
+
+def subjects_or_phantom(args: argparse.Namespace, folder: Path) -> list[Subject]:
+    """The BraTS subjects under ``--data``, or (without it) a phantom made once in ``folder``."""
+    if getattr(args, "data", None):
+        subjects = find_subjects(args.data)
+        if not subjects:
+            raise CommandError(f"no BraTS subjects found under --data {args.data!r}")
+        return subjects
+    marker = folder / "phantom.json"
+    settings = {"n_subjects": args.subjects, "shape": list(args.shape), "seed": args.seed}
+    if not marker.is_file() or json.loads(marker.read_text()) != settings:
+        make_brats_phantom(folder, n_subjects=args.subjects, shape=tuple(args.shape), seed=args.seed)
+        atomic_write_text(marker, json.dumps(settings) + "\n")  # written last: the phantom is complete
+    return find_subjects(folder)
+
+
+def add_phantom_arguments(parser: argparse.ArgumentParser, subjects: int) -> None:
+    """``--data`` (a BraTS folder) or the phantom's size."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", default=None, help="a folder of BraTS subjects (default: the synthetic phantom)")
+    group.add_argument("--subjects", type=int, default=subjects, help=f"phantom subjects (default: {subjects})")
+    group.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=(48, 48, 32),
+        metavar=("D", "H", "W"),
+        help="phantom grid in voxels (default: 48 48 32)",
+    )
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")

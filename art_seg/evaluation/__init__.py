@@ -1,0 +1,39 @@
+"""Robustness evaluation: attack sweeps with resumable results, the study-style report and plots, the
+gradient-masking check, and attack benchmarks."""
+
+from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec, attack_spec
+from art_seg.evaluation.gradient_masking import MaskingCheck, gradient_masking_check
+from art_seg.evaluation.report import (
+    ConditionSummary,
+    plot_overlay,
+    plot_robustness_curves,
+    study_table,
+    summarise,
+    write_report,
+)
+from art_seg.evaluation.robustness import (
+    EvaluationSample,
+    RobustnessEvaluator,
+    read_results,
+    samples_from_arrays,
+    samples_from_subjects,
+)
+
+__all__ = [
+    "ATTACK_NAMES",
+    "AttackSpec",
+    "ConditionSummary",
+    "EvaluationSample",
+    "MaskingCheck",
+    "RobustnessEvaluator",
+    "attack_spec",
+    "gradient_masking_check",
+    "plot_overlay",
+    "plot_robustness_curves",
+    "read_results",
+    "samples_from_arrays",
+    "samples_from_subjects",
+    "study_table",
+    "summarise",
+    "write_report",
+]

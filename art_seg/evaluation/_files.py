@@ -1,0 +1,127 @@
+"""Atomic file writes: a reader sees the old file or the complete new one, never a partial file.
+
+Each writer writes a temporary file in the destination's folder (so the rename stays on one file system),
+flushes and syncs it, then ``os.replace``-s it onto the destination. On any error the temporary file is removed
+and the destination is left as it was. Temporary names start with ``.<name>.`` and end with ``.tmp``. New files
+get the usual permissions (``0o666`` less the umask), not the ``0o600`` of :mod:`tempfile`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from art_seg._checks import check_type
+
+__all__ = ["atomic_savefig", "atomic_write_bytes", "atomic_write_text", "writable_folder"]
+
+PathLike = str | os.PathLike[str]
+
+
+def _open_temporary(path: Path) -> tuple[Path, IO[bytes]]:
+    """A new, empty temporary file next to ``path``, opened for binary writing."""
+    for _ in range(100):
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        return temporary, os.fdopen(descriptor, "wb")
+    raise FileExistsError(f"could not create a temporary file next to {str(path)!r}")
+
+
+def _sync_folder(folder: Path) -> None:
+    """Best effort: make the rename durable (POSIX); silently skipped where folders cannot be opened."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
+    path = Path(path)
+    temporary, handle = _open_temporary(path)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``).
+
+    Args:
+        path: destination file; its folder must exist.
+        data: the complete new content.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OSError: if the folder does not exist or is not writable (the destination is then unchanged).
+    """
+    return _atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically, encoded with ``encoding`` and with line endings as given.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> atomic_write_text(Path(folder) / "run.json", "{}\\n").read_text()
+        '{}\\n'
+    """
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_savefig(fig: Any, path: PathLike, **savefig_kwargs: Any) -> Path:
+    """Save a matplotlib figure to ``path`` atomically.
+
+    Args:
+        fig: a ``matplotlib.figure.Figure`` (anything with ``savefig(file, format=..., ...)``).
+        path: destination file.
+        **savefig_kwargs: passed to ``fig.savefig``; ``format`` defaults to the suffix of ``path`` (``"png"``
+            when it has none), since the temporary file's name says nothing about it.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    savefig_kwargs.setdefault("format", path.suffix.lstrip(".").lower() or "png")
+    return _atomic_write(path, lambda handle: fig.savefig(handle, **savefig_kwargs))
+
+
+def writable_folder(output_dir: Any) -> Path:
+    """Create ``output_dir`` if needed and check it can be written, before any work starts.
+
+    Raises:
+        ValueError: it cannot be created or written (names the folder and why).
+        TypeError: not a path.
+    """
+    check_type("output_dir", output_dir, (str, os.PathLike))
+    folder = Path(output_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"output folder {str(folder)!r} is not writable: {error}") from error
+    return folder

@@ -1,0 +1,348 @@
+"""``RobustnessEvaluator``: Dice per subject and region, clean and under each attack and eps, for several models.
+
+Results are written as they are made, one JSON line per (model, condition, subject) to ``results.jsonl``::
+
+    {"model": "undefended", "attack": "i-FGSM", "eps": 0.3, "subject": "BraTS20_Training_003",
+     "dice": {"WT": 0.71, "TC": 0.52, "ET": 0.49}, "seconds": 1.9}
+
+(``"attack": "clean"`` and ``"eps": 0.0`` for clean input; ``"hd95"`` in mm when asked for). Each line is
+appended, flushed and synced before the next is started, so an interrupted run leaves complete lines and at most
+one partial last line; running again drops that line and computes only what is missing. Every attack run is
+seeded from the run's seed and its (model, attack, eps, subject) alone, so a resumed run gives the results of an
+uninterrupted one. The settings of a run are kept in ``run.json`` next to the results; resuming with other
+settings is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from art_seg._checks import check_finite, check_number, check_type
+from art_seg.data import REGION_CLASSES, LabelValueError, NiftiValidationError, Subject, load_subject
+from art_seg.estimators import PyTorchSegmenter
+from art_seg.evaluation._files import atomic_write_text, writable_folder
+from art_seg.evaluation.attack_specs import AttackSpec, attack_spec
+from art_seg.metrics import dice_per_region, hd95_per_region
+
+__all__ = ["EvaluationSample", "RobustnessEvaluator", "read_results", "samples_from_arrays", "samples_from_subjects"]
+
+RESULTS, SETTINGS = "results.jsonl", "run.json"
+
+
+@dataclass(frozen=True)
+class EvaluationSample:
+    """One subject to evaluate.
+
+    Attributes:
+        subject: its id (unique in a run).
+        image: ``(C, *spatial)`` float32, z-scored intensities.
+        label: ``(*spatial)`` class indices.
+        mask: ``(*spatial)`` bool, where attacks may perturb (e.g. the brain), or ``None`` for everywhere.
+        spacing: voxel size in mm per spatial axis (for HD95), or ``None`` for 1 mm.
+    """
+
+    subject: str
+    image: np.ndarray
+    label: np.ndarray
+    mask: np.ndarray | None = None
+    spacing: tuple[float, ...] | None = None
+
+
+def samples_from_arrays(
+    x: np.ndarray,
+    y: np.ndarray,
+    subjects: Sequence[str] | None = None,
+    masks: np.ndarray | None = None,
+    spacing: tuple[float, ...] | None = None,
+) -> list[EvaluationSample]:
+    """Samples from stacked arrays ``x`` ``(N, C, *spatial)``, ``y`` ``(N, *spatial)`` (and ``masks`` like ``y``).
+
+    ``subjects`` default to ``"subject_000"``, ``"subject_001"``, ...
+    """
+    check_type("x", x, np.ndarray)
+    check_type("y", y, np.ndarray)
+    if y.shape != (x.shape[0], *x.shape[2:]):
+        raise ValueError(f"y must have shape {(x.shape[0], *x.shape[2:])} (N, *spatial) for x {x.shape}, got {y.shape}")
+    if masks is not None and masks.shape != y.shape:
+        raise ValueError(f"masks must have the shape of y {y.shape}, got {masks.shape}")
+    subjects = [f"subject_{i:03d}" for i in range(len(x))] if subjects is None else list(subjects)
+    if len(subjects) != len(x) or len(set(subjects)) != len(subjects):
+        raise ValueError(f"subjects must be {len(x)} unique ids, got {subjects!r}")
+    return [
+        EvaluationSample(s, x[i], y[i], None if masks is None else masks[i].astype(bool), spacing)
+        for i, s in enumerate(subjects)
+    ]
+
+
+def samples_from_subjects(
+    subjects: Iterable[Subject], *, multiple: int = 8, **kwargs: Any
+) -> Iterator[EvaluationSample]:
+    """Load BraTS subjects one at a time (cropped, padded to ``multiple``, z-scored), with the brain as mask.
+
+    A subject that fails to load is skipped with a warning naming it; one without a segmentation too (nothing to
+    score). ``kwargs`` go to :func:`~art_seg.data.load_subject`.
+    """
+    for subject in subjects:
+        try:
+            loaded = load_subject(subject, multiple=multiple, **kwargs)
+        except (NiftiValidationError, LabelValueError, OSError) as error:
+            warnings.warn(f"skipping subject {subject.id}: {error}", stacklevel=2)
+            continue
+        if loaded.label is None:
+            warnings.warn(f"skipping subject {subject.id}: it has no segmentation to score against", stacklevel=2)
+            continue
+        spacing = tuple(float(z) for z in loaded.meta.header.get_zooms()[:3])
+        yield EvaluationSample(subject.id, loaded.image, loaded.label, loaded.meta.brain_mask, spacing)
+
+
+def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a ``results.jsonl`` (a partial last line, from an interrupted write, is left out).
+
+    Raises:
+        ValueError: a complete line that is not a JSON object (names the file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    complete = lines[:-1]  # the text after the last newline is empty or a partial line
+    rows = []
+    for number, line in enumerate(complete, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{str(path)!r} line {number} is not JSON ({error}); the results file is damaged"
+            ) from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{str(path)!r} line {number} is not a JSON object")
+        rows.append(row)
+    return rows
+
+
+class RobustnessEvaluator:
+    """Sweep attacks and eps over subjects for one or more segmenters; record per-subject, per-region Dice.
+
+    Args:
+        models: ``{name: PyTorchSegmenter}``, e.g. ``{"undefended": ..., "distilled": ..., "adversarial": ...}``.
+        attacks: attack names (see :mod:`art_seg.evaluation.attack_specs`: ``"fgsm"``, ``"i-fgsm"``,
+            ``"ti-fgsm"``, ``"pgd"``, ``"fgm"``, ``"bim"``) or :class:`AttackSpec` objects (any art_seg or ART
+            attack).
+        eps: the eps grid, positive, in z-scored intensity units (L-inf).
+        regions: ``{name: class indices}`` scored by Dice; default the BraTS regions WT, TC, ET.
+        iterations: steps of the named iterative attacks; step ``eps / 4``.
+        hd95: also record HD95 per region, in mm.
+        seed: seed of the run; every attack run is seeded from it and its own key.
+        verbose: progress bar over subjects and conditions.
+
+    Example:
+        >>> evaluator = RobustnessEvaluator({"undefended": seg}, ["fgsm", "i-fgsm"], eps=[0.1, 0.3])  # doctest: +SKIP
+        >>> rows = evaluator.run(samples_from_arrays(x, y), "out")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, PyTorchSegmenter],
+        attacks: Sequence[str | AttackSpec],
+        eps: Sequence[float],
+        *,
+        regions: Mapping[str, Sequence[int]] | None = None,
+        iterations: int = 10,
+        hd95: bool = False,
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        if not isinstance(models, Mapping) or not models:
+            raise ValueError(f"models must be a non-empty mapping of name -> PyTorchSegmenter, got {models!r}")
+        for name, model in models.items():
+            check_type(f"models[{name!r}]", model, PyTorchSegmenter)
+        if isinstance(attacks, (str, AttackSpec)) or not attacks:
+            raise ValueError(f"attacks must be a non-empty list of names or AttackSpec, got {attacks!r}")
+        specs = [a if isinstance(a, AttackSpec) else attack_spec(a, iterations=iterations) for a in attacks]
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names) or "clean" in names:
+            raise ValueError(f"attack names must be unique and not 'clean', got {names}")
+        eps = _check_eps(eps)
+        check_type("hd95", hd95, bool)
+        check_number("seed", seed, low=0, integer=True)
+        self.models = dict(models)
+        self.attacks = specs
+        self.eps = eps
+        self.regions = {k: tuple(int(c) for c in v) for k, v in (regions or REGION_CLASSES).items()}
+        self.iterations = iterations
+        self.hd95 = hd95
+        self.seed = seed
+        self.verbose = verbose
+
+    def settings(self) -> dict[str, Any]:
+        """What a resumed run must share with the run that wrote the results."""
+        return {
+            "models": list(self.models),
+            "attacks": [s.name for s in self.attacks],
+            "eps": self.eps,
+            "regions": {k: list(v) for k, v in self.regions.items()},
+            "iterations": self.iterations,
+            "hd95": self.hd95,
+            "seed": self.seed,
+        }
+
+    def run(self, samples: Iterable[EvaluationSample], output_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+        """Evaluate every sample; append each result to ``output_dir/results.jsonl`` as soon as it is made.
+
+        Rows already in the file are not recomputed (resume). Returns all rows of the file, in file order.
+
+        Raises:
+            ValueError: ``output_dir`` cannot be written, its ``run.json`` has other settings, or a sample is bad.
+        """
+        output = writable_folder(output_dir)
+        self._check_settings(output / SETTINGS)
+        results = output / RESULTS
+        _drop_partial_line(results)
+        done = {_key(row) for row in read_results(results)}
+        conditions = [("clean", 0.0, None)] + [(s.name, e, s) for s in self.attacks for e in self.eps]
+        total = len(samples) * len(self.models) * len(conditions) if isinstance(samples, Sized) else None
+        progress = tqdm(total=total, desc="RobustnessEvaluator", unit="run", disable=not self.verbose)
+        seen: set[str] = set()
+        with results.open("a", encoding="utf-8") as sink:
+            for sample in samples:
+                self._check_sample(sample, seen)
+                for model_name, model in self.models.items():
+                    for attack_name, eps, spec in conditions:
+                        key = (model_name, attack_name, float(eps), sample.subject)
+                        progress.update(1)
+                        if key in done:
+                            continue
+                        progress.set_postfix(model=model_name, attack=attack_name, eps=eps, subject=sample.subject)
+                        row = self._evaluate(model_name, model, spec, eps, sample)
+                        sink.write(json.dumps(row) + "\n")
+                        sink.flush()
+                        os.fsync(sink.fileno())
+                        done.add(key)
+        progress.close()
+        return read_results(results)
+
+    def attack_sample(
+        self, model: str, attack: str, eps: float, sample: EvaluationSample
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Re-make one adversarial example exactly as :meth:`run` did: ``(x_adv (C, *spatial), prediction)``."""
+        if model not in self.models:
+            raise ValueError(f"model must be one of {list(self.models)}, got {model!r}")
+        specs = {s.name: s for s in self.attacks}
+        if attack not in specs:
+            raise ValueError(f"attack must be one of {list(specs)}, got {attack!r}")
+        x_adv = self._adversarial(model, self.models[model], specs[attack], float(eps), sample)
+        return x_adv[0], self.models[model].predict(x_adv, batch_size=1).argmax(axis=1)[0]
+
+    # ------------------------------------------------------------------------------------ internals
+    def _evaluate(
+        self, model_name: str, model: PyTorchSegmenter, spec: AttackSpec | None, eps: float, sample: EvaluationSample
+    ) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        x = sample.image[None]
+        if spec is not None:
+            x = self._adversarial(model_name, model, spec, eps, sample)
+        prediction = model.predict(x, batch_size=1).argmax(axis=1)[0]
+        row: dict[str, Any] = {
+            "model": model_name,
+            "attack": "clean" if spec is None else spec.name,
+            "eps": float(eps),
+            "subject": sample.subject,
+            "dice": dice_per_region(prediction, sample.label, self.regions),
+        }
+        if self.hd95:
+            row["hd95"] = hd95_per_region(prediction, sample.label, sample.spacing, self.regions)
+        row["seconds"] = round(time.perf_counter() - t0, 4)
+        return row
+
+    def _adversarial(
+        self, model_name: str, model: PyTorchSegmenter, spec: AttackSpec, eps: float, sample: EvaluationSample
+    ) -> np.ndarray:
+        x, y = sample.image[None], sample.label[None]
+        labels = spec.target(y) if spec.target is not None else y
+        mask = None
+        if sample.mask is not None and spec.masked:
+            mask = np.broadcast_to(sample.mask[None, None], x.shape).astype(np.float32)
+        attack = spec.build(model, eps)
+        devices = [model.device] if model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(_run_seed(self.seed, model_name, spec.name, eps, sample.subject))
+            np_state = np.random.get_state()
+            np.random.seed(_run_seed(self.seed, model_name, spec.name, eps, sample.subject) % 2**32)
+            try:
+                return attack.generate(x, labels) if mask is None else attack.generate(x, labels, mask=mask)
+            finally:
+                np.random.set_state(np_state)
+
+    def _check_settings(self, path: Path) -> None:
+        settings = self.settings()
+        if path.is_file():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved != settings:
+                differences = [k for k in settings if saved.get(k) != settings[k]]
+                raise ValueError(
+                    f"{str(path.parent)!r} holds results of a run with other settings ({', '.join(differences)}); "
+                    "use another output folder or the same settings to resume"
+                )
+        else:
+            atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+
+    def _check_sample(self, sample: Any, seen: set[str]) -> None:
+        check_type("sample", sample, EvaluationSample)
+        if sample.subject in seen:
+            raise ValueError(f"subject {sample.subject!r} appears twice in the samples")
+        seen.add(sample.subject)
+        if sample.label.shape != sample.image.shape[1:]:
+            raise ValueError(
+                f"sample {sample.subject!r}: label shape {sample.label.shape} does not match image {sample.image.shape}"
+            )
+        check_finite(f"sample {sample.subject!r} image", sample.image)
+
+
+def _check_eps(eps: Any) -> list[float]:
+    if isinstance(eps, (int, float)) or eps is None:
+        raise ValueError(f"eps must be a non-empty list of positive numbers, got {eps!r}")
+    values = list(eps)
+    if not values:
+        raise ValueError("eps must be a non-empty list of positive numbers, got []")
+    for value in values:
+        check_number("eps", value, low=0, low_inclusive=False)
+    if len(set(values)) != len(values):
+        raise ValueError(f"eps must not repeat a value, got {values}")
+    return sorted(float(v) for v in values)
+
+
+def _key(row: Mapping[str, Any]) -> tuple[str, str, float, str]:
+    return (row["model"], row["attack"], float(row["eps"]), row["subject"])
+
+
+def _run_seed(seed: int, *key: Any) -> int:
+    digest = zlib.crc32(json.dumps([str(k) for k in key]).encode())
+    return int(np.random.SeedSequence([seed, digest]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut an interrupted last line (no trailing newline) off ``path``."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    keep = data.rfind(b"\n") + 1
+    warnings.warn(f"{str(path)!r} ends in a partial line (an interrupted run); dropping it", stacklevel=3)
+    with path.open("r+b") as f:
+        f.truncate(keep)

@@ -1,0 +1,143 @@
+"""RobustnessEvaluator: rows, resume without duplicates, settings, bad input, BraTS subjects."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from art_seg.data import find_subjects, make_brats_phantom
+from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
+from art_seg.evaluation.robustness import (
+    RobustnessEvaluator,
+    read_results,
+    samples_from_arrays,
+    samples_from_subjects,
+)
+from art_seg.metrics import dice_per_region
+
+REGIONS = {"c1": (1,), "c2": (2,)}
+
+
+def evaluator(segmenter, **overrides) -> RobustnessEvaluator:
+    settings = dict(attacks=["fgsm", "i-fgsm"], eps=[0.8, 0.4], regions=REGIONS, iterations=2, seed=3)
+    settings.update(overrides)
+    return RobustnessEvaluator({"m": segmenter}, **settings)
+
+
+def without_time(rows):
+    return sorted((json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True) for r in rows))
+
+
+@pytest.fixture(scope="module")
+def samples(blob_data):
+    x, y = blob_data
+    masks = np.ones_like(y, dtype=bool)
+    masks[:, :2] = False  # attacks may not touch the first two slices
+    return samples_from_arrays(x[:4], y[:4], masks=masks[:4])
+
+
+def test_rows_hold_per_subject_region_dice(trained_segmenter, samples, tmp_path) -> None:
+    rows = evaluator(trained_segmenter).run(samples, tmp_path)
+    assert len(rows) == 4 * (1 + 2 * 2)
+    assert {(r["attack"], r["eps"]) for r in rows} == {
+        ("clean", 0.0),
+        ("FGSM", 0.4),
+        ("FGSM", 0.8),
+        ("i-FGSM", 0.4),
+        ("i-FGSM", 0.8),
+    }
+    for sample in samples:
+        clean = next(r for r in rows if r["subject"] == sample.subject and r["attack"] == "clean")
+        prediction = trained_segmenter.predict(sample.image[None]).argmax(1)[0]
+        assert clean["dice"] == dice_per_region(prediction, sample.label, REGIONS)
+
+    def mean(attack: str, eps: float) -> float:
+        return np.mean([r["dice"]["c1"] for r in rows if (r["attack"], r["eps"]) == (attack, eps)])
+
+    assert mean("i-FGSM", 0.8) < mean("clean", 0.0) - 0.2
+    assert read_results(tmp_path / "results.jsonl") == rows
+    assert json.loads((tmp_path / "run.json").read_text())["eps"] == [0.4, 0.8]
+
+
+def test_interrupted_run_resumes_to_the_same_results_without_duplicates(trained_segmenter, samples, tmp_path) -> None:
+    whole = evaluator(trained_segmenter).run(samples, tmp_path / "whole")
+
+    def interrupted():
+        yield from samples[:2]
+        raise KeyboardInterrupt  # stopped midway, as by Ctrl-C
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluator(trained_segmenter).run(interrupted(), tmp_path / "split")
+    results = tmp_path / "split" / "results.jsonl"
+    assert len(read_results(results)) == 2 * 5
+    with results.open("a") as f:  # and a row cut off in the middle of its write
+        f.write('{"model": "m", "attack": "FGSM", "eps": 0.4, "subj')
+    with pytest.warns(UserWarning, match="partial line"):
+        resumed = evaluator(trained_segmenter).run(samples, tmp_path / "split")
+    assert without_time(resumed) == without_time(whole)
+    keys = [(r["model"], r["attack"], r["eps"], r["subject"]) for r in resumed]
+    assert len(keys) == len(set(keys)) == 4 * 5
+    # a finished run run again adds nothing
+    assert len(evaluator(trained_segmenter).run(samples, tmp_path / "split")) == 20
+
+
+def test_other_settings_are_refused_on_resume(trained_segmenter, samples, tmp_path) -> None:
+    evaluator(trained_segmenter).run(samples[:1], tmp_path)
+    with pytest.raises(ValueError, match=r"holds results of a run with other settings \(eps\)"):
+        evaluator(trained_segmenter, eps=[0.1]).run(samples[:1], tmp_path)
+
+
+def test_targeted_and_art_attacks_run_in_the_sweep(trained_segmenter, samples, tmp_path) -> None:
+    rows = evaluator(trained_segmenter, attacks=["ti-fgsm", "pgd", "fgm", "bim"], eps=[0.8]).run(samples[:2], tmp_path)
+    by = {(r["attack"], r["subject"]): r["dice"]["c1"] for r in rows}
+    for subject in ("subject_000", "subject_001"):
+        assert by[("ti-FGSM", subject)] < by[("clean", subject)] - 0.2
+        assert by[("PGD", subject)] < by[("clean", subject)] - 0.2
+    x_adv, prediction = evaluator(trained_segmenter, attacks=["pgd"], eps=[0.8]).attack_sample(
+        "m", "PGD", 0.8, samples[0]
+    )
+    # the brain mask holds for ART's PGD too: the first two slices are untouched
+    np.testing.assert_array_equal(x_adv[:, :2], samples[0].image[:, :2])
+    assert np.abs(x_adv - samples[0].image).max() <= 0.8 + 1e-5
+
+
+def test_bad_input_raises_clear_errors_and_writes_nothing(trained_segmenter, samples, tmp_path) -> None:
+    with pytest.raises(
+        ValueError, match=rf"attack must be one of {tuple(ATTACK_NAMES)!r}".replace("(", r"\(").replace(")", r"\)")
+    ):
+        evaluator(trained_segmenter, attacks=["deepfool"])
+    with pytest.raises(ValueError, match=r"eps must be a non-empty list of positive numbers, got \[\]"):
+        evaluator(trained_segmenter, eps=[])
+    with pytest.raises(ValueError, match="eps must be > 0, got -0.1"):
+        evaluator(trained_segmenter, eps=[0.2, -0.1])
+    with pytest.raises(ValueError, match="models must be a non-empty mapping"):
+        RobustnessEvaluator({}, ["fgsm"], [0.1])
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="output folder .*file.txt/out' is not writable"):
+        evaluator(trained_segmenter).run(samples, blocker / "out")
+    with pytest.raises(ValueError, match="subject 'subject_000' appears twice"):
+        evaluator(trained_segmenter).run([samples[0], samples[0]], tmp_path / "twice")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "results.jsonl").write_text('{"model": "m"}\nnot json\n')
+    with pytest.raises(ValueError, match="line 2 is not JSON"):
+        read_results(damaged / "results.jsonl")
+    with pytest.raises(ValueError, match="iterations must be >= 1"):
+        attack_spec("pgd", iterations=0)
+
+
+def test_brats_subjects_are_loaded_one_by_one_and_bad_ones_skipped(tmp_path) -> None:
+    make_brats_phantom(tmp_path / "data", n_subjects=2, shape=(24, 24, 16), seed=0)
+    subjects = find_subjects(tmp_path / "data")
+    flair = next(p for p in subjects[1].paths.values() if "flair" in str(p))
+    flair.write_bytes(flair.read_bytes()[:100])  # truncated file
+    with pytest.warns(UserWarning, match=f"skipping subject {subjects[1].id}"):
+        samples = list(samples_from_subjects(subjects))
+    assert [s.subject for s in samples] == [subjects[0].id]
+    sample = samples[0]
+    assert sample.image.dtype == np.float32 and sample.image.shape[0] == 4
+    assert sample.mask.shape == sample.label.shape and sample.mask.any()
+    assert sample.spacing == (1.0, 1.0, 1.0)
