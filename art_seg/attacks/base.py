@@ -175,9 +175,13 @@ class SegmentationAttack(EvasionAttack, abc.ABC):
         """
 
     # ------------------------------------------------------------------ helpers for subclasses
-    def _loss_gradient(self, x_adv: torch.Tensor, y: torch.Tensor, voxel_weights: torch.Tensor | None) -> torch.Tensor:
-        """Gradient of the attack loss, negated for targeted attacks, so that ascending it is the attack."""
-        grad = self.estimator.loss_gradient(x_adv, y, voxel_weights=voxel_weights, loss=self.loss)
+    def _loss_gradient(
+        self, x_adv: torch.Tensor, y: torch.Tensor, voxel_weights: torch.Tensor | None, loss: Any = None
+    ) -> torch.Tensor:
+        """Gradient of the attack loss (``loss``, default :attr:`loss`), negated for targeted attacks, so that
+        ascending it is the attack."""
+        loss = self.loss if loss is None else loss
+        grad = self.estimator.loss_gradient(x_adv, y, voxel_weights=voxel_weights, loss=loss)
         return -grad if self.targeted else grad
 
     def _clip(self, x_adv: torch.Tensor) -> torch.Tensor:

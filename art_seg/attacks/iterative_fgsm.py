@@ -86,11 +86,11 @@ class IterativeFGSM(SegmentationAttack):
         x_adv = x
         if self.random_start:
             x_adv = self._keep_outside_mask(self._clip(x + random_start(x.shape, self.norm, eps, generator)), x, mask)
-        for _ in self._progress(range(self.max_iter), desc="iterations", leave=False):
+        for t in self._progress(range(self.max_iter), desc="iterations", leave=False):
             active = self._active(x_adv, y)
             if active is not None and not bool(active.any()):
                 break
-            grad = self._loss_gradient(x_adv, y, voxel_weights)
+            grad = self._loss_gradient(x_adv, y, voxel_weights, loss=self._loss_at(t))
             if mask is not None:
                 grad = grad * mask
             x_new = self._clip(x + project(x_adv + steepest_step(grad, self.norm, step) - x, self.norm, eps))
@@ -101,6 +101,10 @@ class IterativeFGSM(SegmentationAttack):
                 x_adv = torch.where(active.view(-1, *[1] * (x.ndim - 1)), x_new, x_adv)
                 steps = steps + active.long()
         return x_adv, steps
+
+    def _loss_at(self, t: int) -> Any:
+        """The attack loss of iteration ``t`` (0-based): :attr:`loss` unless a subclass schedules its own."""
+        return self.loss
 
     def _active(self, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
         """Samples still to be stepped ``(N,)`` bool, or ``None`` when every sample runs all iterations."""

@@ -34,6 +34,7 @@ class _TemperatureTrainer(SegmentationTrainer):
     def __init__(self, segmenter: PyTorchSegmenter, temperature: float, **kwargs: Any) -> None:
         super().__init__(segmenter, **kwargs)
         self.temperature = temperature
+        self._description = f"DistillationTrainer (teacher, T={temperature:g})"
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor, x_model: torch.Tensor) -> torch.Tensor:
         return super()._loss(logits / self.temperature, labels, x_model)

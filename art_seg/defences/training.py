@@ -116,6 +116,7 @@ class SegmentationTrainer(Trainer):
         self.verbose = verbose
         self.history: list[EpochRecord] = []
         self.stopped_epoch: int | None = None
+        self._description = type(self).__name__
         try:
             self._segmenter_settings: dict[str, Any] | None = segmenter_settings(segmenter)
         except ValueError:  # a callable loss or defences: checkpoints still resume, load_segmenter cannot rebuild
@@ -242,7 +243,7 @@ class SegmentationTrainer(Trainer):
             best.restore(payload["state"]["best"], self.checkpoint_dir / BEST)
 
         total = None if batches_per_epoch is None else batches_per_epoch * max(nb_epochs - start_epoch, 0)
-        progress = tqdm(total=total, desc=type(self).__name__, disable=not self.verbose)
+        progress = tqdm(total=total, desc=self._description, disable=not self.verbose)
         devices = [segmenter.device] if segmenter.device.type == "cuda" else []
         for epoch in range(start_epoch, nb_epochs):
             if self.stopped_epoch is not None:

@@ -1,0 +1,175 @@
+"""APGD for segmentation (Croce and Hein 2020; the segmentation losses of Croce et al., SEA, ECCV 2024).
+
+ART's ``AutoProjectedGradientDescent`` demands a classifier and checks probabilities over whole samples; this is the
+same algorithm on per-voxel outputs: step size ``2 eps`` halved at checkpoints when progress stalls, momentum 0.75,
+and the best point (highest loss) kept per sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from art_seg._checks import check_choice, check_number, check_type
+from art_seg.attacks.base import SegmentationAttack
+from art_seg.attacks.norms import budget_tensor, project, random_start, steepest_step
+
+APGD_LOSSES = ("ce", "masked_ce", "dlr")
+
+
+def _labels(target: torch.Tensor) -> torch.Tensor:
+    return target.long() if not target.is_floating_point() else target.argmax(dim=1)
+
+
+def _voxel_mean(values: torch.Tensor, voxel_weights: torch.Tensor | None) -> torch.Tensor:
+    if voxel_weights is None:
+        return values.flatten(1).mean(dim=1).mean()
+    m = voxel_weights.to(values.dtype).expand_as(values)
+    return ((values * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(torch.finfo(values.dtype).tiny)).mean()
+
+
+def masked_ce_loss(
+    logits: torch.Tensor, target: torch.Tensor, *, voxel_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy of the voxels still classified correctly (detached mask), averaged over all voxels."""
+    labels = _labels(target)
+    correct = (logits.detach().argmax(dim=1) == labels).to(logits.dtype)
+    return _voxel_mean(correct * F.cross_entropy(logits, labels, reduction="none"), voxel_weights)
+
+
+def dlr_loss(logits: torch.Tensor, target: torch.Tensor, *, voxel_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Voxel-averaged difference-of-logits ratio ``-(z_y - max_{j != y} z_j) / (z_(1) - z_(3) + 1e-12)``.
+
+    ``z_(1) >= z_(2) >= z_(3)`` are the sorted logits of the voxel; for two classes ``z_(3)`` is ``z_(2)``. Scale
+    invariant, so saturated softmax (distillation) cannot hide it.
+    """
+    labels = _labels(target).unsqueeze(1)
+    true = logits.gather(1, labels).squeeze(1)
+    others = logits.scatter(1, labels, -torch.inf).amax(dim=1)
+    ranked = logits.sort(dim=1, descending=True).values
+    third = ranked[:, min(2, logits.shape[1] - 1)]
+    return _voxel_mean(-(true - others) / (ranked[:, 0] - third + 1e-12), voxel_weights)
+
+
+_LOSS_FUNCTIONS = {"ce": "ce", "masked_ce": masked_ce_loss, "dlr": dlr_loss}
+
+
+class AutoPGDSegmentation(SegmentationAttack):
+    """APGD (auto-PGD) on a segmenter, untargeted.
+
+    Per sample, with budget ``N = max_iter`` and checkpoints ``w_j = ceil(p_j N)`` (``p_0 = 0``, ``p_1 = 0.22``,
+    ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``): step ``eta = 2 eps`` (per channel), steepest-ascent step then
+    momentum ``x_{k+1} = P(x_k + 0.75 (z_{k+1} - x_k) + 0.25 (x_k - x_{k-1}))``; at a checkpoint, if fewer than
+    ``rho = 0.75`` of the steps since the last one raised the loss, or the step size and best loss did not change,
+    the step is halved and the search restarts from the best point. Returns the best point (highest loss) found.
+
+    Each iteration costs one forward+backward for the gradient and one forward for the loss value.
+
+    Args:
+        estimator: a :class:`~art_seg.estimators.PyTorchSegmenter` (softmax).
+        norm: ``np.inf`` or ``2``. eps: budget, scalar or per channel, in input units (z-scored intensity).
+        max_iter: iterations ``N``.
+        loss: ``"ce"`` (cross-entropy), ``"masked_ce"`` (cross-entropy of still-correct voxels only) or ``"dlr"``
+            (voxel-averaged difference-of-logits ratio).
+        random_start: start from a uniform point of the ball (as APGD does) or from ``x``.
+        batch_size, seed, verbose: as in :class:`~art_seg.attacks.IterativeFGSM`.
+    """
+
+    attack_params = [p for p in SegmentationAttack.attack_params if p != "loss"] + [
+        "max_iter",
+        "apgd_loss",
+        "random_start",
+    ]
+
+    def __init__(
+        self,
+        estimator: Any,
+        norm: Any = np.inf,
+        eps: Any = 0.1,
+        max_iter: int = 10,
+        loss: str = "ce",
+        random_start: bool = False,
+        batch_size: int = 8,
+        seed: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.max_iter = max_iter
+        self.apgd_loss = loss
+        self.random_start = random_start
+        super().__init__(estimator, norm=norm, eps=eps, loss=None, batch_size=batch_size, seed=seed, verbose=verbose)
+        self._check_params()
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_number("max_iter", self.max_iter, low=1, integer=True)
+        check_choice("loss", self.apgd_loss, APGD_LOSSES)
+        check_type("random_start", self.random_start, bool)
+        if self.estimator.activation != "softmax":
+            raise ValueError(f"AutoPGDSegmentation needs a softmax segmenter, got {self.estimator.activation!r}")
+
+    def checkpoints(self) -> list[int]:
+        """Iterations at which the step size may be halved."""
+        p = [0.0, 0.22]
+        while p[-1] < 1:
+            p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+        return sorted({int(np.ceil(q * self.max_iter)) for q in p[1:] if q <= 1})
+
+    def _perturb(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        mask: torch.Tensor | None,
+        voxel_weights: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        loss = _LOSS_FUNCTIONS[self.apgd_loss]
+        eps = budget_tensor(self.eps, x)
+        shape = (-1, *[1] * (x.ndim - 1))
+
+        def keep(x_new: torch.Tensor) -> torch.Tensor:
+            x_new = self._clip(x + project(x_new - x, self.norm, eps))
+            return x_new if mask is None else torch.where(mask, x_new, x)
+
+        def loss_and_grad(x_at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            grad = self._loss_gradient(x_at, y, voxel_weights, loss=loss)
+            values = self.estimator.compute_loss(x_at, y, voxel_weights=voxel_weights, loss=loss, batch_size=x.shape[0])
+            return values.to(x.dtype), grad if mask is None else grad * mask
+
+        x_k = x if not self.random_start else keep(x + random_start(x.shape, self.norm, eps, generator))
+        f_k, g_k = loss_and_grad(x_k)
+        x_best, f_best = x_k, f_k.clone()
+        scale = torch.full((x.shape[0],), 2.0, dtype=x.dtype, device=x.device)  # eta = scale * eps
+        x_prev = x_k
+        checkpoints, last = self.checkpoints(), 0
+        increases = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        scale_at_last, best_at_last = scale.clone(), f_best.clone()
+        for k in self._progress(range(self.max_iter), desc="iterations", leave=False):
+            step = scale.view(shape) * eps
+            z = keep(x_k + steepest_step(g_k, self.norm, step))
+            alpha = 1.0 if k == 0 else 0.75
+            x_next = keep(x_k + alpha * (z - x_k) + (1 - alpha) * (x_k - x_prev))
+            f_next, g_next = loss_and_grad(x_next)
+            increases += (f_next > f_k).long()
+            better = f_next > f_best
+            x_best = torch.where(better.view(shape), x_next, x_best)
+            f_best = torch.where(better, f_next, f_best)
+            x_prev, x_k, f_k, g_k = x_k, x_next, f_next, g_next
+            if k + 1 in checkpoints:
+                stalled = increases < 0.75 * (k + 1 - last)
+                stalled |= (scale == scale_at_last) & (f_best == best_at_last)
+                scale_at_last, best_at_last = scale.clone(), f_best.clone()
+                scale = torch.where(stalled, scale / 2, scale)
+                if bool(stalled.any()):  # restart halved samples from their best point
+                    restart = stalled.view(shape)
+                    x_k = torch.where(restart, x_best, x_k)
+                    x_prev = torch.where(restart, x_best, x_prev)
+                    refreshed_f, refreshed_g = loss_and_grad(x_k)
+                    f_k = torch.where(stalled, refreshed_f, f_k)
+                    g_k = torch.where(restart, refreshed_g, g_k)
+                increases.zero_()
+                last = k + 1
+        return x_best, torch.full((x.shape[0],), self.max_iter, dtype=torch.long, device=x.device)
+

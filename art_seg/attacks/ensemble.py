@@ -1,0 +1,90 @@
+"""A worst-case ensemble: run several attacks, keep per sample the adversarial example that hurts most (SEA-style)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from art.attacks.attack import EvasionAttack
+
+from art_seg._checks import check_type
+from art_seg.attacks.base import SegmentationAttack
+from art_seg.attacks.scores import foreground_dice
+from art_seg.estimators.conversion import as_tensor, check_labels, to_label_tensor
+
+
+class WorstCaseEnsemble(EvasionAttack):
+    """Run every attack of a list; per sample keep the example with the lowest Dice against ``y`` (untargeted), or
+    the highest Dice against the target ``y`` (targeted: every member targeted).
+
+    Dice is each sample's mean over foreground classes of the hard prediction (empty in both: 1). The ensemble's
+    Dice is therefore at most each member's, sample by sample (Croce et al. 2024 evaluate this way). Members may
+    be art_seg's or ART's attacks, all built on the same estimator; a member that ignores masks gets none.
+
+    Attributes:
+        chosen_: after ``generate``, the index of the member kept for each sample ``(N,)``.
+        scores_: the Dice of every member on every sample ``(len(attacks), N)``.
+
+    Example:
+        >>> ensemble = WorstCaseEnsemble([IterativeFGSM(seg, eps=0.1), SegPGD(seg, eps=0.1)])  # doctest: +SKIP
+        >>> x_adv = ensemble.generate(x, y)  # doctest: +SKIP
+    """
+
+    attack_params = EvasionAttack.attack_params + ["attacks"]
+    _estimator_requirements = SegmentationAttack._estimator_requirements
+
+    def __init__(self, attacks: Sequence[EvasionAttack]) -> None:
+        attacks = list(attacks) if isinstance(attacks, (list, tuple)) else attacks
+        if not isinstance(attacks, list) or not attacks:
+            raise ValueError(f"attacks must be a non-empty list of ART evasion attacks, got {attacks!r}")
+        for i, attack in enumerate(attacks):
+            check_type(f"attacks[{i}]", attack, EvasionAttack)
+        estimator = attacks[0].estimator
+        for i, attack in enumerate(attacks[1:], start=1):
+            if attack.estimator is not estimator:
+                raise ValueError(f"attacks[{i}] ({type(attack).__name__}) is built on another estimator than attacks[0]")
+        targeted = {bool(a.targeted) for a in attacks}
+        if len(targeted) != 1:
+            raise ValueError("attacks must be all targeted or all untargeted, got a mix")
+        super().__init__(estimator=estimator)
+        self.attacks = attacks
+        self._targeted = targeted.pop()
+        self.chosen_: np.ndarray | None = None
+        self.scores_: np.ndarray | None = None
+
+    def generate(self, x: Any, y: Any = None, mask: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Attack ``x`` ``(N, C, *spatial)`` with every member; return the worst case per sample (``x``'s kind).
+
+        Args:
+            y: true labels (untargeted) or the target map (targeted); required.
+            mask: where the perturbation may go, passed to every member.
+        """
+        if y is None:
+            raise ValueError("y is required: WorstCaseEnsemble scores members by Dice against y")
+        estimator = self.estimator
+        form = check_labels(y, batch_shape=(x.shape[0], *x.shape[2:]), nb_classes=estimator.nb_classes)
+        labels = to_label_tensor(y, form, spatial_shape=tuple(x.shape[2:]), device=estimator.device, dtype=estimator.dtype)
+        best, scores = None, []
+        for attack in self.attacks:
+            x_adv = attack.generate(x, y, mask=mask, **kwargs) if mask is not None else attack.generate(x, y, **kwargs)
+            x_t = as_tensor(x_adv, device=estimator.device, dtype=estimator.dtype)
+            logits = estimator.predict(x_t, logits=True)
+            score = foreground_dice(logits, labels, estimator.activation)
+            scores.append(score)
+            if best is None:
+                best, best_score = x_t.clone(), score
+                continue
+            better = score > best_score if self.targeted else score < best_score
+            best = torch.where(better.view(-1, *[1] * (x_t.ndim - 1)), x_t, best)
+            best_score = torch.where(better, score, best_score)
+        all_scores = torch.stack(scores)
+        self.scores_ = all_scores.cpu().numpy()
+        self.chosen_ = (all_scores.argmax(0) if self.targeted else all_scores.argmin(0)).cpu().numpy()
+        if isinstance(x, torch.Tensor):
+            return best.to(x.dtype)
+        return best.cpu().numpy().astype(x.dtype, copy=False)
+
+    def _check_params(self) -> None:
+        return None
