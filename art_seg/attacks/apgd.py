@@ -17,7 +17,7 @@ from art_seg._checks import check_choice, check_number, check_type
 from art_seg.attacks.base import SegmentationAttack
 from art_seg.attacks.norms import budget_tensor, project, random_start, steepest_step
 
-APGD_LOSSES = ("ce", "masked_ce", "dlr")
+APGD_LOSSES = ("ce", "masked_ce", "dlr", "dice", "generalized_dice", "dice_ce", "margin", "own")
 
 
 def _labels(target: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ def dlr_loss(logits: torch.Tensor, target: torch.Tensor, *, voxel_weights: torch
     return _voxel_mean(-(true - others) / (ranked[:, 0] - third + 1e-12), voxel_weights)
 
 
-_LOSS_FUNCTIONS = {"ce": "ce", "masked_ce": masked_ce_loss, "dlr": dlr_loss}
+_LOSS_FUNCTIONS: dict[str, Any] = {"masked_ce": masked_ce_loss, "dlr": dlr_loss, "own": None}
 
 
 class AutoPGDSegmentation(SegmentationAttack):
@@ -72,8 +72,9 @@ class AutoPGDSegmentation(SegmentationAttack):
         estimator: a :class:`~art_seg.estimators.PyTorchSegmenter` (softmax).
         norm: ``np.inf`` or ``2``. eps: budget, scalar or per channel, in input units (z-scored intensity).
         max_iter: iterations ``N``.
-        loss: ``"ce"`` (cross-entropy), ``"masked_ce"`` (cross-entropy of still-correct voxels only) or ``"dlr"``
-            (voxel-averaged difference-of-logits ratio).
+        loss: ``"ce"`` (cross-entropy), ``"masked_ce"`` (cross-entropy of still-correct voxels only), ``"dlr"``
+            (voxel-averaged difference-of-logits ratio), another name of :data:`art_seg.losses.LOSSES`
+            (``"dice"``, ``"dice_ce"``, ...), or ``"own"``: the estimator's loss.
         random_start: start from a uniform point of the ball (as APGD does) or from ``x``.
         batch_size, seed, verbose: as in :class:`~art_seg.attacks.IterativeFGSM`.
     """
@@ -115,7 +116,7 @@ class AutoPGDSegmentation(SegmentationAttack):
         p = [0.0, 0.22]
         while p[-1] < 1:
             p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-        return sorted({int(np.ceil(q * self.max_iter)) for q in p[1:] if q <= 1})
+        return sorted({int(np.ceil(round(q * self.max_iter, 6))) for q in p[1:] if q <= 1})
 
     def _perturb(
         self,
@@ -125,7 +126,7 @@ class AutoPGDSegmentation(SegmentationAttack):
         voxel_weights: torch.Tensor | None,
         generator: torch.Generator,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        loss = _LOSS_FUNCTIONS[self.apgd_loss]
+        loss = _LOSS_FUNCTIONS.get(self.apgd_loss, self.apgd_loss)
         eps = budget_tensor(self.eps, x)
         shape = (-1, *[1] * (x.ndim - 1))
 
@@ -172,4 +173,3 @@ class AutoPGDSegmentation(SegmentationAttack):
                 increases.zero_()
                 last = k + 1
         return x_best, torch.full((x.shape[0],), self.max_iter, dtype=torch.long, device=x.device)
-

@@ -232,3 +232,21 @@ def _check_mask(mask: ArrayLike, x_shape: tuple[int, ...]) -> None:
 def _expanded(values: ArrayLike, shape: tuple[int, ...]) -> torch.Tensor:
     """A zero-copy view of ``values`` broadcast to ``shape``."""
     return as_tensor(values).expand(shape)
+
+
+def run_attack(attack: EvasionAttack, x: ArrayLike, y: ArrayLike | None, mask: ArrayLike | None = None) -> ArrayLike:
+    """``attack.generate`` for any ART evasion attack, returning ``x``'s kind.
+
+    art_seg's attacks get tensors as they are (the loop stays on the device); ART's own get numpy (their boundary)
+    and the result goes back to ``x``'s device and dtype.
+    """
+    kwargs = {} if mask is None else {"mask": mask}
+    if isinstance(attack, SegmentationAttack) or not isinstance(x, torch.Tensor):
+        return attack.generate(x, y, **kwargs)
+
+    def host(value: Any) -> Any:
+        return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+    kwargs = {k: host(v) for k, v in kwargs.items()}
+    x_adv = attack.generate(host(x), host(y), **kwargs)
+    return torch.as_tensor(x_adv, device=x.device, dtype=x.dtype)

@@ -10,7 +10,7 @@ import torch
 from art.attacks.attack import EvasionAttack
 
 from art_seg._checks import check_type
-from art_seg.attacks.base import SegmentationAttack
+from art_seg.attacks.base import SegmentationAttack, run_attack
 from art_seg.attacks.scores import foreground_dice
 from art_seg.estimators.conversion import as_tensor, check_labels, to_label_tensor
 
@@ -44,7 +44,9 @@ class WorstCaseEnsemble(EvasionAttack):
         estimator = attacks[0].estimator
         for i, attack in enumerate(attacks[1:], start=1):
             if attack.estimator is not estimator:
-                raise ValueError(f"attacks[{i}] ({type(attack).__name__}) is built on another estimator than attacks[0]")
+                raise ValueError(
+                    f"attacks[{i}] ({type(attack).__name__}) is built on another estimator than attacks[0]"
+                )
         targeted = {bool(a.targeted) for a in attacks}
         if len(targeted) != 1:
             raise ValueError("attacks must be all targeted or all untargeted, got a mix")
@@ -65,10 +67,12 @@ class WorstCaseEnsemble(EvasionAttack):
             raise ValueError("y is required: WorstCaseEnsemble scores members by Dice against y")
         estimator = self.estimator
         form = check_labels(y, batch_shape=(x.shape[0], *x.shape[2:]), nb_classes=estimator.nb_classes)
-        labels = to_label_tensor(y, form, spatial_shape=tuple(x.shape[2:]), device=estimator.device, dtype=estimator.dtype)
+        labels = to_label_tensor(
+            y, form, spatial_shape=tuple(x.shape[2:]), device=estimator.device, dtype=estimator.dtype
+        )
         best, scores = None, []
         for attack in self.attacks:
-            x_adv = attack.generate(x, y, mask=mask, **kwargs) if mask is not None else attack.generate(x, y, **kwargs)
+            x_adv = run_attack(attack, x, y, mask)
             x_t = as_tensor(x_adv, device=estimator.device, dtype=estimator.dtype)
             logits = estimator.predict(x_t, logits=True)
             score = foreground_dice(logits, labels, estimator.activation)

@@ -17,7 +17,8 @@ import torch
 from art.attacks.attack import EvasionAttack
 
 from art_seg._checks import check_number, check_type
-from art_seg.attacks import IterativeFGSM, SegmentationAttack
+from art_seg.attacks import IterativeFGSM
+from art_seg.attacks.base import run_attack
 from art_seg.attacks.targets import erase_labels
 from art_seg.defences.training import SegmentationTrainer
 from art_seg.estimators import PyTorchSegmenter
@@ -100,7 +101,7 @@ class AdversarialTrainer(SegmentationTrainer):
         index = chosen.numpy() if isinstance(x, np.ndarray) else chosen.to(x.device)
         x_chosen, y_chosen = x[index], y[index]
         labels = self.target(y_chosen) if attack.targeted else y_chosen
-        x_adv = _generate(attack, x_chosen, labels)
+        x_adv = run_attack(attack, x_chosen, labels)
         x_mixed = x.copy() if isinstance(x, np.ndarray) else x.clone()
         x_mixed[index] = x_adv
         return x_mixed, y
@@ -141,14 +142,6 @@ class AdversarialTrainerMadryPGD(AdversarialTrainer):
             segmenter, norm=norm, eps=eps, eps_step=eps_step, max_iter=max_iter, random_start=True, loss=loss
         )
         super().__init__(segmenter, attack, ratio=1.0, **kwargs)
-
-
-def _generate(attack: EvasionAttack, x: ArrayLike, y: ArrayLike) -> ArrayLike:
-    """Run an attack on a batch: device tensors for art_seg's attacks, numpy at ART's boundary for ART's."""
-    if isinstance(attack, SegmentationAttack) or isinstance(x, np.ndarray):
-        return attack.generate(x, y)
-    x_adv = attack.generate(x.detach().cpu().numpy(), y.detach().cpu().numpy())
-    return torch.as_tensor(x_adv, device=x.device, dtype=x.dtype)
 
 
 def _plain(value: Any) -> Any:

@@ -13,6 +13,10 @@ name           attack                                                           
 ``pgd``        ART ``ProjectedGradientDescent`` (numpy, ``num_random_init=0``)    true labels
 ``fgm``        ART ``FastGradientMethod``                                         true labels
 ``bim``        ART ``BasicIterativeMethod``                                       true labels
+``segpgd``     art_seg :class:`~art_seg.attacks.SegPGD`                           true labels
+``cospgd``     art_seg :class:`~art_seg.attacks.CosPGD`                           true labels
+``apgd``       art_seg :class:`~art_seg.attacks.AutoPGDSegmentation`, CE          true labels
+``apgd-dlr``   art_seg :class:`~art_seg.attacks.AutoPGDSegmentation`, DLR         true labels
 =============  ================================================================  =====================
 """
 
@@ -27,12 +31,23 @@ from art.attacks.attack import EvasionAttack
 from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod, ProjectedGradientDescent
 
 from art_seg._checks import check_choice, check_number
-from art_seg.attacks import FGSM, IterativeFGSM, TargetedIterativeFGSM
+from art_seg.attacks import FGSM, AutoPGDSegmentation, CosPGD, IterativeFGSM, SegPGD, TargetedIterativeFGSM
 
 __all__ = ["ATTACK_NAMES", "AttackSpec", "attack_spec"]
 
-ATTACK_NAMES = ("fgsm", "i-fgsm", "ti-fgsm", "pgd", "fgm", "bim")
-DISPLAY = {"fgsm": "FGSM", "i-fgsm": "i-FGSM", "ti-fgsm": "ti-FGSM", "pgd": "PGD", "fgm": "ART FGM", "bim": "BIM"}
+ATTACK_NAMES = ("fgsm", "i-fgsm", "ti-fgsm", "pgd", "fgm", "bim", "segpgd", "cospgd", "apgd", "apgd-dlr")
+DISPLAY = {
+    "fgsm": "FGSM",
+    "i-fgsm": "i-FGSM",
+    "ti-fgsm": "ti-FGSM",
+    "pgd": "PGD",
+    "fgm": "ART FGM",
+    "bim": "BIM",
+    "segpgd": "SegPGD",
+    "cospgd": "CosPGD",
+    "apgd": "APGD-CE",
+    "apgd-dlr": "APGD-DLR",
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,10 @@ def attack_spec(name: str, *, iterations: int = 10, step_fraction: float = 0.25,
         "bim": lambda est, eps: BasicIterativeMethod(
             est, eps=eps, eps_step=eps * f, max_iter=n, batch_size=b, verbose=False
         ),
+        "segpgd": lambda est, eps: SegPGD(est, eps=eps, eps_step=eps * f, max_iter=n, batch_size=b),
+        "cospgd": lambda est, eps: CosPGD(est, eps=eps, eps_step=eps * f, max_iter=n, batch_size=b),
+        "apgd": lambda est, eps: AutoPGDSegmentation(est, eps=eps, max_iter=n, loss="ce", batch_size=b),
+        "apgd-dlr": lambda est, eps: AutoPGDSegmentation(est, eps=eps, max_iter=n, loss="dlr", batch_size=b),
     }
     return AttackSpec(
         name=DISPLAY[key],

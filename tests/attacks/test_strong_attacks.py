@@ -1,0 +1,151 @@
+"""SegPGD, CosPGD, APGD and the worst-case ensemble: losses by hand, budgets, Dice drops, ensemble minimality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from art.attacks.evasion import ProjectedGradientDescent
+
+from art_seg.attacks import (
+    FGSM,
+    AutoPGDSegmentation,
+    CosPGD,
+    IterativeFGSM,
+    SegPGD,
+    TargetedIterativeFGSM,
+    WorstCaseEnsemble,
+)
+from art_seg.attacks.apgd import dlr_loss, masked_ce_loss
+from art_seg.attacks.cospgd import cospgd_loss
+from art_seg.attacks.segpgd import segpgd_loss
+from tests.helpers import TASK_CLASSES, mean_dice
+
+EPS = 0.4
+
+
+def two_voxels() -> tuple[torch.Tensor, torch.Tensor]:
+    # (1, 3, 2): voxel 0 right (argmax 0 = label 0), voxel 1 wrong (argmax 1, label 2)
+    logits = torch.tensor([[[2.0, 0.0], [0.5, 3.0], [-1.0, 1.0]]], dtype=torch.float64)
+    return logits, torch.tensor([[0, 2]])
+
+
+def test_segpgd_loss_weighs_correct_and_fooled_voxels_by_hand() -> None:
+    logits, target = two_voxels()
+    ce = F.cross_entropy(logits, target, reduction="none")[0]
+    for w in (0.0, 0.25, 0.45):
+        expected = ((1 - w) * ce[0] + w * ce[1]) / 2
+        assert segpgd_loss(logits, target, weight=w).item() == pytest.approx(expected.item())
+    weights = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    expected = (0.75 * ce[0] + 3 * 0.25 * ce[1]) / 4
+    assert segpgd_loss(logits, target, weight=0.25, voxel_weights=weights).item() == pytest.approx(expected.item())
+
+
+def test_cospgd_loss_scales_by_cosine_by_hand() -> None:
+    logits, target = two_voxels()
+    p = logits.softmax(1)[0]
+    ce = F.cross_entropy(logits, target, reduction="none")[0]
+    cos = torch.stack([p[0, 0] / p[:, 0].norm(), p[2, 1] / p[:, 1].norm()])
+    assert cospgd_loss(logits, target).item() == pytest.approx((cos * ce).mean().item())
+    assert cospgd_loss(logits, target, targeted=True).item() == pytest.approx(((1 - cos) * ce).mean().item())
+    # the scale is detached: the gradient is that of cos-weighted CE with cos held constant
+    leaf = logits.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(cospgd_loss(leaf, target), leaf)
+    (expected,) = torch.autograd.grad((cos * F.cross_entropy(leaf, target, reduction="none")[0]).mean(), leaf)
+    torch.testing.assert_close(grad, expected)
+
+
+def test_apgd_losses_by_hand_and_schedule() -> None:
+    logits, target = two_voxels()
+    ce = F.cross_entropy(logits, target, reduction="none")[0]
+    assert masked_ce_loss(logits, target).item() == pytest.approx(ce[0].item() / 2)
+    # voxel 0: -(2 - 0.5) / (2 - (-1)) = -0.5; voxel 1: -(1 - 3) / (3 - 0) = 2/3
+    assert dlr_loss(logits, target).item() == pytest.approx((-0.5 + 2 / 3) / 2)
+
+
+def test_apgd_checkpoints_follow_croce_and_hein(trained_segmenter) -> None:
+    # p = 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99 of N = 100 iterations
+    assert AutoPGDSegmentation(trained_segmenter, max_iter=100).checkpoints() == [22, 41, 57, 70, 80, 87, 93, 99]
+
+
+def attacks(segmenter, iterations: int = 5) -> dict:
+    step = EPS / 4
+    return {
+        "i-FGSM": IterativeFGSM(segmenter, eps=EPS, eps_step=step, max_iter=iterations),
+        "SegPGD": SegPGD(segmenter, eps=EPS, eps_step=step, max_iter=iterations),
+        "CosPGD": CosPGD(segmenter, eps=EPS, eps_step=step, max_iter=iterations),
+        "APGD-CE": AutoPGDSegmentation(segmenter, eps=EPS, max_iter=iterations),
+        "APGD-DLR": AutoPGDSegmentation(segmenter, eps=EPS, max_iter=iterations, loss="dlr", random_start=True, seed=1),
+    }
+
+
+def test_strong_attacks_stay_in_budget_and_lower_dice(trained_segmenter, blob_data, clean_dice) -> None:
+    x, y = blob_data
+    x_copy = x.copy()
+    mask = np.ones_like(x, dtype=bool)
+    mask[:, :, :3] = False
+    low, high = trained_segmenter.clip_values
+    for name, attack in attacks(trained_segmenter).items():
+        x_adv = attack.generate(x, y, mask=mask)
+        assert np.abs(x_adv - x).max() <= EPS + 1e-6, name
+        assert x_adv.min() >= low - 1e-6 and x_adv.max() <= high + 1e-6, name
+        np.testing.assert_array_equal(x_adv[~mask], x[~mask])
+        dice = mean_dice(trained_segmenter.predict(x_adv).argmax(1), y, TASK_CLASSES)
+        assert dice < clean_dice - 0.2, (name, dice)
+    np.testing.assert_array_equal(x, x_copy)
+
+
+def test_targeted_cospgd_moves_toward_the_target(trained_segmenter, blob_data) -> None:
+    x, y = blob_data
+    target = np.zeros_like(y)
+    before = (trained_segmenter.predict(x).argmax(1) == 0).mean()
+    x_adv = CosPGD(trained_segmenter, eps=EPS, eps_step=EPS / 4, max_iter=5, targeted=True).generate(x, target)
+    after = (trained_segmenter.predict(x_adv).argmax(1) == 0).mean()
+    assert after > before + 0.02
+
+
+def test_ensemble_keeps_the_worst_case_per_sample(trained_segmenter, blob_data) -> None:
+    x, y = blob_data
+    members = list(attacks(trained_segmenter, iterations=3).values())
+    members.append(ProjectedGradientDescent(trained_segmenter, eps=EPS, eps_step=EPS / 4, max_iter=3, verbose=False))
+    ensemble = WorstCaseEnsemble(members)
+    x_adv = ensemble.generate(x, y)
+    assert ensemble.scores_.shape == (len(members), len(x))
+    labels = torch.as_tensor(y)
+    from art_seg.attacks.scores import foreground_dice
+
+    ours = foreground_dice(torch.as_tensor(trained_segmenter.predict(x_adv, logits=True)), labels, "softmax").numpy()
+    for member in members:
+        theirs = foreground_dice(
+            torch.as_tensor(trained_segmenter.predict(member.generate(x, y), logits=True)), labels, "softmax"
+        ).numpy()
+        assert np.all(ours <= theirs + 1e-12), type(member).__name__
+    np.testing.assert_allclose(ours, ensemble.scores_.min(axis=0))
+    np.testing.assert_array_equal(ensemble.chosen_, ensemble.scores_.argmin(axis=0))
+    assert torch.is_tensor(ensemble.generate(torch.as_tensor(x), torch.as_tensor(y)))
+
+
+def test_bad_arguments(trained_segmenter) -> None:
+    from tests.estimators.test_pytorch_segmenter import tiny_segmenter
+
+    other = tiny_segmenter("ce")
+    with pytest.raises(ValueError, match="built on another estimator"):
+        WorstCaseEnsemble([FGSM(trained_segmenter), FGSM(other)])
+    with pytest.raises(ValueError, match="all targeted or all untargeted"):
+        WorstCaseEnsemble([FGSM(trained_segmenter), TargetedIterativeFGSM(trained_segmenter)])
+    with pytest.raises(ValueError, match="non-empty list"):
+        WorstCaseEnsemble([])
+    with pytest.raises(ValueError, match="y is required"):
+        WorstCaseEnsemble([FGSM(trained_segmenter)]).generate(np.zeros((1, 2, 12, 12, 12), np.float32))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        AutoPGDSegmentation(trained_segmenter, loss="hinge")
+    own = AutoPGDSegmentation(trained_segmenter, eps=0.2, max_iter=2, loss="own")
+    assert (
+        np.abs(own.generate(np.zeros((1, 2, 12, 12, 12), np.float32), np.zeros((1, 12, 12, 12), int))).max()
+        <= 0.2 + 1e-6
+    )
+    with pytest.raises(ValueError, match="max_iter must be >= 1"):
+        SegPGD(trained_segmenter, max_iter=0)
+    with pytest.raises(TypeError, match="targeted must be bool"):
+        CosPGD(trained_segmenter, targeted="yes")
