@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from art_seg.cli.common import add_common_arguments, setup, write_json
+from art_seg.cli.common import (
+    add_common_arguments,
+    add_inference_arguments,
+    apply_inference_arguments,
+    setup,
+    write_json,
+)
 from art_seg.data import (
     LabelValueError,
     NiftiValidationError,
@@ -40,6 +46,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--attack", default="i-fgsm", help=f"one of {', '.join(ATTACK_NAMES)} (default: i-fgsm)")
     parser.add_argument("--eps", type=float, default=0.3, help="L-inf budget, z-scored intensity (default: 0.3)")
     parser.add_argument("--iterations", type=int, default=10, help="steps of iterative attacks (default: 10)")
+    add_inference_arguments(parser)
     add_common_arguments(parser, output="art-seg-attack")
     parser.set_defaults(run=run)
 
@@ -51,6 +58,7 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"--eps must be > 0, got {args.eps}")
     output = writable_folder(args.output)
     segmenter, checkpoint = load_segmenter(args.model, device_type=device_type)
+    apply_inference_arguments(segmenter, args)
     multiple = 2 ** int(checkpoint["architecture"]["config"].get("depth", 4))
     subjects = find_subjects(args.input)
     if not subjects:

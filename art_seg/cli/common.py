@@ -79,3 +79,18 @@ def add_phantom_arguments(parser: argparse.ArgumentParser, subjects: int) -> Non
 def write_json(path: Path, value: Any) -> None:
     """Write ``value`` as indented JSON, atomically."""
     atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--window`` (sliding-window size) and ``--autocast`` for commands that run a trained model."""
+    group = parser.add_argument_group("inference")
+    group.add_argument("--window", type=int, default=None, help="sliding-window size in voxels (default: whole)")
+    group.add_argument("--autocast", choices=("bfloat16", "float16"), default=None, help="mixed-precision forward")
+
+
+def apply_inference_arguments(segmenter: Any, args: argparse.Namespace) -> None:
+    """Set the sliding window and autocast chosen on the command line on a loaded segmenter."""
+    from art_seg.estimators import SlidingWindow
+
+    window = None if args.window is None else SlidingWindow(roi_size=args.window)
+    segmenter.set_params(sliding_window=window, autocast=args.autocast)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from art_seg.cli.common import add_common_arguments, setup
+from art_seg.cli.common import add_common_arguments, add_inference_arguments, apply_inference_arguments, setup
 from art_seg.data import find_subjects
 from art_seg.defences import load_segmenter
 from art_seg.evaluation import RobustnessEvaluator, samples_from_subjects, write_report
@@ -39,6 +39,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--iterations", type=int, default=10, help="steps of iterative attacks (default: 10)")
     parser.add_argument("--hd95", action="store_true", help="also record HD95 (mm)")
+    add_inference_arguments(parser)
     add_common_arguments(parser, output="art-seg-evaluate")
     parser.set_defaults(run=run)
 
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> None:
     specs = [attack_spec(name, iterations=args.iterations) for name in args.attacks]  # unknown names fail here
     paths = parse_models(args.model)
     models = {name: load_segmenter(path, device_type=device_type) for name, path in paths.items()}
+    for segmenter, _ in models.values():
+        apply_inference_arguments(segmenter, args)
     evaluator = RobustnessEvaluator(
         {name: seg for name, (seg, _) in models.items()},
         specs,

@@ -2,5 +2,6 @@
 
 from art_seg.estimators.pytorch_segmenter import PyTorchSegmenter
 from art_seg.estimators.segmenter import SegmenterMixin
+from art_seg.estimators.sliding_window import SlidingWindow
 
-__all__ = ["PyTorchSegmenter", "SegmenterMixin"]
+__all__ = ["PyTorchSegmenter", "SegmenterMixin", "SlidingWindow"]

@@ -23,9 +23,14 @@ from art_seg.estimators.conversion import (
     to_label_tensor,
 )
 from art_seg.estimators.segmenter import SegmenterMixin
+from art_seg.estimators.sliding_window import SlidingWindow, sliding_window_gradients, sliding_window_logits
 from art_seg.losses.registry import per_sample_loss
 
 LossSpec = str | Callable[..., torch.Tensor]
+
+
+#: Mixed-precision choices for the model's forward pass (``None``: full precision).
+AUTOCAST_DTYPES = (None, "bfloat16", "float16")
 
 
 class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
@@ -47,6 +52,16 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     - numpy in gives numpy out; torch tensors in give torch tensors out, on :attr:`device`, with no host
       round trip (unless a numpy-only ART preprocessor is configured). Caller arrays are never modified.
 
+    Sliding window: with ``sliding_window`` set, :meth:`predict`, :meth:`compute_loss`, :meth:`loss_gradient`
+    and :meth:`class_gradient` run the model on windows of the preprocessed input and use the stitched logits
+    (see :mod:`art_seg.estimators.sliding_window`), so that a whole BraTS volume fits in bounded memory:
+    prediction holds one window batch's activations, and gradients are computed window batch by window batch
+    (two passes over the windows, exact by the chain rule, not an approximation). ART preprocessing runs on the
+    whole volume before windowing (for per-voxel standardisation this is the same as windowing first); a
+    preprocessing defence that is not voxel-wise (spatial smoothing, for example) therefore also sees the whole
+    volume. :meth:`get_activations`, :meth:`logits`, :meth:`fit` and :meth:`fit_generator` always run the model
+    on the whole input (training uses patches).
+
     Args:
         model: ``torch.nn.Module`` returning logits ``(N, K, *spatial)``. It is moved to :attr:`device`.
         loss: ``"ce"`` (cross-entropy), ``"dice"`` (soft Dice), ``"generalized_dice"``, ``"dice_ce"``, or a
@@ -67,11 +82,20 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         optimizer: ``torch.optim.Optimizer`` over ``model``'s parameters, needed by :meth:`fit`.
         activation: ``"softmax"`` (mutually exclusive classes) or ``"sigmoid"`` (independent channels, e.g.
             overlapping BraTS regions); used by :meth:`predict` and the named losses.
+        sliding_window: a :class:`~art_seg.estimators.sliding_window.SlidingWindow` (window size, overlap,
+            blending, windows per model call) to evaluate inputs window by window, or ``None`` (the default) to
+            run the model on whole inputs. Settable with :meth:`set_params`.
+        autocast: run the model's forward pass under ``torch.autocast`` in ``"bfloat16"`` (CPU and recent GPUs)
+            or ``"float16"`` (GPUs), or ``None`` for full precision. Logits are cast back to the input's dtype
+            before any loss, so losses, input gradients and attack steps stay in float32; training under
+            ``"float16"`` gets no gradient scaling, so prefer ``"bfloat16"`` there. Settable with
+            :meth:`set_params`.
 
     Raises:
         TypeError: ``model`` is not a ``torch.nn.Module``, or an argument has the wrong type.
         ValueError: an unknown loss or activation name, a bad shape, ``clip_values`` with ``min >= max``,
-            a non-positive ``std``, or an unsupported mix of preprocessors.
+            a non-positive ``std``, an unsupported mix of preprocessors, or a ``sliding_window`` whose
+            ``roi_size`` does not match the number of spatial dimensions.
 
     Example:
         >>> from art_seg.models import UNet3D
@@ -87,6 +111,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         "loss",
         "activation",
         "optimizer",
+        "sliding_window",
+        "autocast",
     ]
 
     def __init__(
@@ -104,9 +130,13 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         device_type: str = "gpu",
         optimizer: torch.optim.Optimizer | None = None,
         activation: str = "softmax",
+        sliding_window: SlidingWindow | None = None,
+        autocast: str | None = None,
     ) -> None:
         check_type("model", model, torch.nn.Module)
         input_shape = _check_input_shape(input_shape)
+        _check_sliding_window(sliding_window, input_shape)
+        check_choice("autocast", autocast, AUTOCAST_DTYPES)
         check_number("nb_classes", nb_classes, low=1, integer=True)
         check_choice("activation", activation, ("softmax", "sigmoid"))
         if activation == "softmax" and nb_classes < 2:
@@ -131,10 +161,17 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         self._loss = loss
         self._activation = activation
         self._optimizer = optimizer
+        self._sliding_window = sliding_window
+        self._autocast = autocast
         self._model.to(self._device).eval()
         self._check_preprocessing_chain()
 
     # ------------------------------------------------------------------ properties
+    @property
+    def autocast(self) -> str | None:
+        """Mixed precision of the model's forward pass: ``None``, ``"bfloat16"`` or ``"float16"``."""
+        return self._autocast
+
     @property
     def model(self) -> torch.nn.Module:
         """The wrapped ``torch.nn.Module``."""
@@ -166,6 +203,11 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         return self._optimizer
 
     @property
+    def sliding_window(self) -> SlidingWindow | None:
+        """How inputs are split into windows, or ``None`` when the model sees whole inputs."""
+        return self._sliding_window
+
+    @property
     def device(self) -> torch.device:
         """The device holding the model and every tensor the estimator returns."""
         return self._device
@@ -195,6 +237,10 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             per_sample_loss(kwargs.get("loss", self._loss), activation=activation)
         if kwargs.get("optimizer") is not None:
             check_type("optimizer", kwargs["optimizer"], torch.optim.Optimizer)
+        if "sliding_window" in kwargs:
+            _check_sliding_window(kwargs["sliding_window"], self._input_shape)
+        if "autocast" in kwargs:
+            check_choice("autocast", kwargs["autocast"], AUTOCAST_DTYPES)
         super().set_params(**kwargs)
         self._check_preprocessing_chain()
 
@@ -212,7 +258,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
 
         Returns:
             ``(N, K, *spatial)`` in the model's dtype: numpy for numpy ``x``, a tensor on :attr:`device` for
-            tensor ``x``. Postprocessing defences apply to probabilities only.
+            tensor ``x``. Postprocessing defences apply to probabilities only. With :attr:`sliding_window`,
+            the probabilities of the stitched logits, each ``batch_size`` samples split into windows.
         """
         self._check_x(x)
         check_number("batch_size", batch_size, low=1, integer=True)
@@ -221,7 +268,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         with torch.no_grad():
             for start in range(0, x.shape[0], batch_size):
                 x_batch = as_tensor(x[start : start + batch_size], device=self._device, dtype=self.dtype)
-                out = self._logits(self._preprocess(x_batch))
+                out = self._forward(self._preprocess(x_batch))
                 outputs.append(out if logits else self._probabilities(out))
         result = torch.cat(outputs)
         if not logits and self.postprocessing_defences:
@@ -248,7 +295,9 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             training_mode: run the model in training mode.
 
         Returns:
-            ``d loss_i / d x_i`` for every sample ``i``, the shape and kind (numpy or tensor) of ``x``.
+            ``d loss_i / d x_i`` for every sample ``i``, the shape and kind (numpy or tensor) of ``x``. With
+            :attr:`sliding_window`, the gradient of the loss of the stitched logits, computed window batch by
+            window batch (the model runs twice per window).
         """
         x_t, y_t, w_t = self._prepare(x, y, voxel_weights)
         loss_fn = per_sample_loss(self._loss if loss is None else loss, activation=self._activation)
@@ -268,7 +317,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     ) -> ArrayLike:
         """Loss of each sample (``reduction="none"``, shape ``(N,)``), or their ``"mean"`` or ``"sum"``.
 
-        Arguments as in :meth:`loss_gradient`; the result is numpy for numpy ``x``, a tensor otherwise.
+        Arguments as in :meth:`loss_gradient`; the result is numpy for numpy ``x``, a tensor otherwise. With
+        :attr:`sliding_window`, the loss of the stitched logits.
         """
         check_choice("reduction", reduction, ("none", "mean", "sum"))
         check_number("batch_size", batch_size, low=1, integer=True)
@@ -279,7 +329,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         with torch.no_grad():
             for start in range(0, x_t.shape[0], batch_size):
                 part = slice(start, start + batch_size)
-                logits = self._logits(self._preprocess(x_t[part]))
+                logits = self._forward(self._preprocess(x_t[part]))
                 values.append(loss_fn(logits, y_t[part], None if w_t is None else w_t[part]))
         result = torch.cat(values)
         result = {"none": result, "mean": result.mean(), "sum": result.sum()}[reduction]
@@ -306,6 +356,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
 
         Returns:
             ``(N, L, C, *spatial)`` with ``L = K`` when ``label`` is ``None``, else ``L = 1`` (ART's layout).
+            With :attr:`sliding_window`, gradients of the stitched scores, computed window batch by window batch.
         """
         check_input(x, nb_channels=self._input_shape[0], nb_spatial_dims=len(self._input_shape) - 1)
         x_t = as_tensor(x, device=self._device, dtype=self.dtype)
@@ -337,7 +388,9 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             framework: return a tensor that keeps its autograd graph (for tensor ``x``) instead of numpy.
 
         Returns:
-            The layer's output for all samples, concatenated along the first axis.
+            The layer's output for all samples, concatenated along the first axis. The model always runs on
+            the whole input here, even with :attr:`sliding_window` set (a layer's output over windows has no
+            single stitched meaning).
         """
         self._check_x(x)
         check_number("batch_size", batch_size, low=1, integer=True)
@@ -440,7 +493,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
 
     def logits(self, x_model: torch.Tensor) -> torch.Tensor:
         """Run :attr:`model` on an already preprocessed device tensor, in its current mode, with autograd as set by
-        the caller; checks the output is ``(N, K, *spatial)`` logits."""
+        the caller; checks the output is ``(N, K, *spatial)`` logits. Always the whole input, even with
+        :attr:`sliding_window` set (trainers call it on training patches)."""
         return self._logits(x_model)
 
     # ------------------------------------------------------------------ internals
@@ -488,9 +542,21 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         x_np, _ = self._apply_preprocessing(x.detach().cpu().numpy(), None, fit=fit)
         return as_tensor(x_np, device=self._device, dtype=self.dtype)
 
+    def _forward(self, x_preprocessed: torch.Tensor) -> torch.Tensor:
+        """Logits for a preprocessed input: the model's on the whole input, or stitched over windows."""
+        if self._sliding_window is None:
+            return self._logits(x_preprocessed)
+        return sliding_window_logits(self._logits, x_preprocessed, self._sliding_window)
+
     def _logits(self, x_preprocessed: torch.Tensor) -> torch.Tensor:
-        """Run the model and check that it returned ``(N, K, *spatial)`` logits."""
-        out = self._model(x_preprocessed)
+        """Run the model and check that it returned ``(N, K, *spatial)`` logits (per window with a sliding
+        window)."""
+        if self._autocast is None:
+            out = self._model(x_preprocessed)
+        else:
+            with torch.autocast(self._device.type, dtype=getattr(torch, self._autocast)):
+                out = self._model(x_preprocessed)
+            out = out.to(x_preprocessed.dtype) if isinstance(out, torch.Tensor) else out
         expected = (x_preprocessed.shape[0], self._nb_classes, *x_preprocessed.shape[2:])
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -508,8 +574,11 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     ) -> list[torch.Tensor]:
         """Gradients of the scalar ``objectives(logits)`` with respect to the raw input ``x``.
 
-        One forward pass serves all objectives; the graph is freed before returning.
+        One forward pass serves all objectives; the graph is freed before returning. With a sliding window the
+        objectives are of the stitched logits and the gradients are computed window batch by window batch.
         """
+        if self._sliding_window is not None:
+            return self._windowed_input_gradients(x, objectives, training_mode)
         self._model.train(mode=training_mode)
         framework = self.all_framework_preprocessing
         with torch.enable_grad():
@@ -524,6 +593,37 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             grads = [
                 torch.autograd.grad(out, leaf, retain_graph=i < len(outputs) - 1)[0] for i, out in enumerate(outputs)
             ]
+        if framework:
+            return grads
+        return [
+            as_tensor(self._apply_preprocessing_gradient(x_np, g.cpu().numpy()), device=self._device, dtype=x.dtype)
+            for g in grads
+        ]
+
+    def _windowed_input_gradients(
+        self,
+        x: torch.Tensor,
+        objectives: Callable[[torch.Tensor], list[torch.Tensor]],
+        training_mode: bool,
+    ) -> list[torch.Tensor]:
+        """:meth:`_input_gradients` with a sliding window: preprocess the whole volume (keeping the autograd
+        graph of torch preprocessing), get the gradients with respect to the model's input window by window,
+        then carry them back through preprocessing."""
+        self._model.train(mode=training_mode)
+        framework = self.all_framework_preprocessing
+        with torch.enable_grad():
+            if framework:
+                leaf = x.detach().requires_grad_(True)
+                x_model = self._preprocess(leaf, differentiable=True)
+            else:
+                x_np = x.detach().cpu().numpy()
+                x_model = self._preprocess(x)
+            grads = sliding_window_gradients(self._logits, x_model.detach(), self._sliding_window, objectives)
+            if framework and x_model is not leaf:
+                grads = [
+                    torch.autograd.grad(x_model, leaf, g, retain_graph=i < len(grads) - 1)[0]
+                    for i, g in enumerate(grads)
+                ]
         if framework:
             return grads
         return [
@@ -584,6 +684,12 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             f"preprocessing_defences mix numpy and torch steps ({[type(p).__name__ for p in ops]}); ART can only "
             "run one numpy step (optionally followed by standardisation). Use PreprocessorPyTorch defences."
         )
+
+
+def _check_sliding_window(sliding_window: Any, input_shape: tuple[int, ...]) -> None:
+    check_type("sliding_window", sliding_window, (SlidingWindow, type(None)))
+    if sliding_window is not None:
+        sliding_window.roi(len(input_shape) - 1)  # raises if roi_size has the wrong number of dimensions
 
 
 def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:

@@ -153,6 +153,10 @@ def test_train_attack_evaluate_and_benchmark(tmp_path, capsys) -> None:
                 "--iterations",
                 "2",
                 "--quiet",
+                "--window",
+                "16",
+                "--autocast",
+                "bfloat16",
                 "--output",
                 str(attacked),
             ]

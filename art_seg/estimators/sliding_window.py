@@ -1,0 +1,373 @@
+"""Sliding-window inference and input gradients with bounded memory (the idea of MONAI's
+``sliding_window_inference``), as a functional core used by :class:`~art_seg.estimators.PyTorchSegmenter`.
+
+A volume ``x (N, C, *spatial)`` too large for the model in one pass is covered by windows of ``roi_size``
+voxels; the model runs on batches of ``windows_per_batch`` windows and their logits are stitched per voxel as
+
+    L_v = sum_w b_w(v) * l_w(v) / sum_w b_w(v)
+
+where ``l_w`` are window ``w``'s logits and ``b_w`` its blending weights (a Gaussian importance map or ones).
+
+Scan (as MONAI's ``dense_patch_slices``): along each spatial dimension windows start at 0 and step by
+``floor(roi * (1 - overlap))`` voxels (at least 1); the last window is moved back to end flush with the
+volume. A dimension shorter than the window is first padded symmetrically with zeros to the window's size
+and the stitched logits are cropped back, so every window has exactly ``roi_size`` voxels.
+
+Two ways to differentiate:
+
+- :func:`sliding_window_logits` is differentiable end to end: with autograd enabled, ``torch.autograd.grad``
+  of anything computed from its output gives the gradient of the stitched prediction, but the graph of every
+  window is kept until the backward pass;
+- :func:`sliding_window_gradients` gives the same gradients with the memory of one window batch: a no-grad
+  pass computes ``L``, autograd gives ``dJ/dL`` of each objective ``J(L)``, and a second pass recomputes each
+  window batch with autograd and back-propagates the vector-Jacobian product
+  ``(b_w / sum_w b_w)[window] * dJ/dL[window]`` into the input. This is exact (the chain rule through the
+  linear stitching), for any model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from art_seg._checks import check_choice, check_number
+
+ModelFn = Callable[[torch.Tensor], torch.Tensor]
+Window = tuple[slice, ...]
+
+BLEND_MODES = ("gaussian", "constant")
+MIN_WEIGHT = 1e-3  # the smallest blending weight (as MONAI's ``compute_importance_map``)
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """How to cover a volume with windows and blend their logits. Validated at construction.
+
+    Args:
+        roi_size: window size in voxels: one int for every spatial dimension, or one int per spatial dimension
+            (a list is stored as a tuple). Windows are always exactly this size; the model must accept it
+            (a UNet's ``2**depth`` divisibility, for example).
+        overlap: fraction of a window shared with its neighbour along each dimension, in ``[0, 1)``; the step
+            is ``floor(roi * (1 - overlap))`` voxels, at least 1.
+        mode: ``"gaussian"`` (a Gaussian importance map, centre weighted over borders, which suppresses seams
+            from the zero padding at window borders) or ``"constant"`` (plain average).
+        sigma_scale: Gaussian standard deviation as a fraction of ``roi_size`` (``> 0``), per dimension;
+            ignored by ``"constant"``.
+        windows_per_batch: windows (across all samples of a batch) run through the model together, ``>= 1``.
+            Peak memory grows with it.
+
+    Raises:
+        TypeError: a field of the wrong type.
+        ValueError: a field out of range or an unknown ``mode``; the message names the field and the value.
+
+    Example:
+        >>> window = SlidingWindow(roi_size=(128, 128, 128), overlap=0.5, windows_per_batch=2)
+        >>> window.roi(3)
+        (128, 128, 128)
+    """
+
+    roi_size: int | tuple[int, ...]
+    overlap: float = 0.25
+    mode: str = "gaussian"
+    sigma_scale: float = 0.125
+    windows_per_batch: int = 4
+
+    def __post_init__(self) -> None:
+        roi = self.roi_size
+        if isinstance(roi, (list, tuple)):
+            if not 1 <= len(roi) <= 3:
+                raise ValueError(f"roi_size must be an int or 1 to 3 ints (one per spatial dimension), got {roi!r}")
+            for size in roi:
+                check_number("roi_size", size, low=1, integer=True)
+            object.__setattr__(self, "roi_size", tuple(int(s) for s in roi))
+        else:
+            check_number("roi_size", roi, low=1, integer=True)
+            object.__setattr__(self, "roi_size", int(roi))
+        check_number("overlap", self.overlap, low=0.0, high=1.0, high_inclusive=False)
+        check_choice("mode", self.mode, BLEND_MODES)
+        check_number("sigma_scale", self.sigma_scale, low=0.0, low_inclusive=False)
+        check_number("windows_per_batch", self.windows_per_batch, low=1, integer=True)
+
+    def roi(self, nb_spatial_dims: int) -> tuple[int, ...]:
+        """``roi_size`` as one int per spatial dimension.
+
+        Raises:
+            ValueError: ``roi_size`` is a tuple of another length.
+        """
+        if isinstance(self.roi_size, int):
+            return (self.roi_size,) * nb_spatial_dims
+        if len(self.roi_size) != nb_spatial_dims:
+            raise ValueError(
+                f"roi_size {self.roi_size} has {len(self.roi_size)} dimension(s), the input has {nb_spatial_dims} "
+                "spatial dimension(s)"
+            )
+        return self.roi_size
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+def _as_roi(spatial_shape: Sequence[int], roi_size: int | Sequence[int]) -> tuple[int, ...]:
+    return SlidingWindow(roi_size).roi(len(spatial_shape))
+
+
+def window_padding(spatial_shape: Sequence[int], roi_size: int | Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Zeros added ``(before, after)`` each spatial dimension so it is at least ``roi_size`` long (symmetric,
+    the extra voxel after, as MONAI)."""
+    roi = _as_roi(spatial_shape, roi_size)
+    return tuple(((r - s) // 2, (r - s) - (r - s) // 2) if s < r else (0, 0) for s, r in zip(spatial_shape, roi))
+
+
+def window_slices(spatial_shape: Sequence[int], roi_size: int | Sequence[int], overlap: float) -> list[Window]:
+    """The windows covering a volume, MONAI's scan: starts ``0, step, 2 step, ...`` with
+    ``step = max(1, floor(roi * (1 - overlap)))``, the last one flush with the end.
+
+    Args:
+        spatial_shape: the volume's spatial shape ``(*spatial)``.
+        roi_size: window size, one int or one per dimension.
+        overlap: in ``[0, 1)``.
+
+    Returns:
+        One tuple of slices per window (dimension order, last dimension fastest), each exactly ``roi_size``
+        long. They index the volume padded by :func:`window_padding`: a dimension shorter than its window gets
+        the single slice ``slice(0, roi)``. Together the windows cover every voxel.
+
+    Example:
+        >>> window_slices((10,), 4, 0.25)
+        [(slice(0, 4, None),), (slice(3, 7, None),), (slice(6, 10, None),)]
+    """
+    for size in spatial_shape:
+        check_number("spatial_shape", size, low=1, integer=True)
+    roi = _as_roi(spatial_shape, roi_size)
+    check_number("overlap", overlap, low=0.0, high=1.0, high_inclusive=False)
+    per_dim = []
+    for size, r in zip(spatial_shape, roi):
+        size = max(int(size), r)
+        step = max(1, int(r * (1.0 - overlap)))
+        count = 1 + max(0, math.ceil((size - r) / step))
+        starts = [min(i * step, size - r) for i in range(count)]
+        per_dim.append([slice(s, s + r) for s in starts])
+    return list(itertools.product(*per_dim))
+
+
+def blending_weights(
+    roi_size: Sequence[int],
+    mode: str = "gaussian",
+    sigma_scale: float = 0.125,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Blending weights of one window, shape ``roi_size``.
+
+    ``"gaussian"``: ``prod_d exp(-(i_d - (r_d - 1) / 2)^2 / (2 (sigma_scale r_d)^2))``, divided by its maximum
+    (so the centre weighs 1) and clamped below at ``1e-3`` so that no voxel has zero weight (MONAI's
+    ``compute_importance_map``). ``"constant"``: ones.
+
+    Args:
+        roi_size: window size, one int per spatial dimension (1 to 3).
+        mode: ``"gaussian"`` or ``"constant"``.
+        sigma_scale: Gaussian standard deviation as a fraction of the window size, ``> 0``.
+        device, dtype: of the returned tensor (computed in float64 on the CPU, then converted).
+
+    Returns:
+        ``(*roi_size)`` weights in ``[1e-3, 1]``.
+
+    Raises:
+        ValueError: a bad ``roi_size``, ``mode`` or ``sigma_scale``.
+
+    Example:
+        >>> blending_weights((3,), "gaussian", sigma_scale=1.0, dtype=torch.float64)
+        tensor([0.9460, 1.0000, 0.9460], dtype=torch.float64)
+    """
+    roi = SlidingWindow(tuple(roi_size)).roi(len(roi_size))
+    check_choice("mode", mode, BLEND_MODES)
+    check_number("sigma_scale", sigma_scale, low=0.0, low_inclusive=False)
+    if mode == "constant":
+        return torch.ones(roi, device=device, dtype=dtype)
+    weights = torch.ones((), dtype=torch.float64)
+    for r in roi:
+        offset = torch.arange(r, dtype=torch.float64) - (r - 1) / 2
+        weights = weights.unsqueeze(-1) * torch.exp(-(offset**2) / (2 * (sigma_scale * r) ** 2))
+    weights = weights / weights.max()
+    return weights.clamp(min=MIN_WEIGHT).to(device=device, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything about the windows of one input shape: padding, slices, weights and their sum."""
+
+    padding: tuple[tuple[int, int], ...]
+    slices: list[Window]
+    weights: torch.Tensor  # (*roi)
+    weight_sum: torch.Tensor  # (*padded spatial)
+    windows_per_batch: int
+
+    @classmethod
+    def build(cls, x: torch.Tensor, window: SlidingWindow) -> _Plan:
+        if not isinstance(window, SlidingWindow):
+            raise TypeError(f"window must be a SlidingWindow, got {type(window).__name__}")
+        spatial = tuple(int(s) for s in x.shape[2:])
+        roi = window.roi(len(spatial))
+        padding = window_padding(spatial, roi)
+        padded = tuple(s + before + after for s, (before, after) in zip(spatial, padding))
+        slices = window_slices(spatial, roi, window.overlap)
+        weights = blending_weights(roi, window.mode, window.sigma_scale, device=x.device, dtype=x.dtype)
+        weight_sum = torch.zeros(padded, device=x.device, dtype=x.dtype)
+        for region in slices:
+            weight_sum[region] += weights
+        return cls(padding, slices, weights, weight_sum, int(window.windows_per_batch))
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        if not any(before or after for before, after in self.padding):
+            return x
+        return F.pad(x, [p for pair in reversed(self.padding) for p in pair])
+
+    def crop(self, x: torch.Tensor) -> torch.Tensor:
+        if not any(before or after for before, after in self.padding):
+            return x
+        region = tuple(slice(before, x.shape[2 + d] - after) for d, (before, after) in enumerate(self.padding))
+        return x[(slice(None), slice(None), *region)]
+
+    def batches(self, n: int) -> Iterator[list[tuple[int, Window]]]:
+        """``(sample, window)`` pairs, sample-major, in groups of ``windows_per_batch``."""
+        pairs = [(i, region) for i in range(n) for region in self.slices]
+        for start in range(0, len(pairs), self.windows_per_batch):
+            yield pairs[start : start + self.windows_per_batch]
+
+
+def _gather(x: torch.Tensor, batch: list[tuple[int, Window]]) -> torch.Tensor:
+    return torch.stack([x[(i, slice(None), *region)] for i, region in batch])
+
+
+def _scatter_add(target: torch.Tensor, values: torch.Tensor, batch: list[tuple[int, Window]]) -> None:
+    for b, (i, region) in enumerate(batch):
+        target[(i, slice(None), *region)] += values[b]
+
+
+def _check_x(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 3:
+        got = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a floating tensor (N, C, *spatial), got {got}")
+
+
+def _stitch(model_fn: ModelFn, x_padded: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    """Stitched logits over the padded volume; differentiable when autograd is on."""
+    out: torch.Tensor | None = None
+    for batch in plan.batches(x_padded.shape[0]):
+        logits = model_fn(_gather(x_padded, batch))
+        if out is None:
+            out = logits.new_zeros((x_padded.shape[0], logits.shape[1], *x_padded.shape[2:]))
+        _scatter_add(out, logits * plan.weights, batch)
+    return out / plan.weight_sum
+
+
+# ---------------------------------------------------------------------------------------------- public
+def sliding_window_logits(model_fn: ModelFn, x: torch.Tensor, window: SlidingWindow) -> torch.Tensor:
+    """Stitched logits of ``model_fn`` over windows of ``x``.
+
+    Args:
+        model_fn: maps windows ``(B, C, *roi)`` to logits ``(B, K, *roi)`` (``B <= windows_per_batch``).
+        x: the model's input ``(N, C, *spatial)`` (already preprocessed), any spatial size.
+        window: the window size, overlap, blending and batching.
+
+    Returns:
+        ``(N, K, *spatial)``: per voxel, ``sum_w b_w l_w / sum_w b_w`` over the windows holding it. Under
+        ``torch.no_grad()`` only one window batch's activations are alive at a time; with autograd on, the
+        result is differentiable with respect to ``x`` (and the model's parameters) and keeps every window's
+        graph (use :func:`sliding_window_gradients` for bounded memory).
+
+    Raises:
+        ValueError: ``x`` is not a floating ``(N, C, *spatial)`` tensor, or ``roi_size`` does not match its
+            number of spatial dimensions.
+        TypeError: ``window`` is not a :class:`SlidingWindow`.
+    """
+    _check_x(x)
+    plan = _Plan.build(x, window)
+    return plan.crop(_stitch(model_fn, plan.pad(x), plan))
+
+
+class _ReplayRandomness:
+    """Restores the random state of the CPU and of ``x``'s CUDA device, so a second pass over the windows
+    draws the dropout masks the first one drew."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._device = device if device.type == "cuda" else None
+        self._cpu = torch.get_rng_state()
+        self._cuda = torch.cuda.get_rng_state(self._device) if self._device is not None else None
+
+    def replay(self) -> None:
+        torch.set_rng_state(self._cpu)
+        if self._device is not None:
+            torch.cuda.set_rng_state(self._cuda, self._device)
+
+
+def sliding_window_gradients(
+    model_fn: ModelFn,
+    x: torch.Tensor,
+    window: SlidingWindow,
+    objectives: Callable[[torch.Tensor], list[torch.Tensor]],
+) -> list[torch.Tensor]:
+    """Gradients with respect to ``x`` of scalar objectives of the stitched logits, window batch by window batch.
+
+    Equal (up to floating-point rounding) to ``torch.autograd.grad(J(sliding_window_logits(model_fn, x,
+    window)), x)`` for every objective ``J``, with the memory of one window batch's graph plus a few
+    volume-sized tensors (``x``, the stitched logits and, per objective, ``dJ/dL`` and the gradient):
+
+    1. a no-grad pass computes the stitched logits ``L``;
+    2. autograd gives ``dJ/dL`` for every objective, with ``L`` as a leaf;
+    3. a second pass recomputes each window batch's logits with autograd and back-propagates
+       ``(b_w / sum_w b_w)[window] * dJ/dL[window]`` into the window's input, adding it into the gradient.
+
+    The model is called twice per window (about 1.5x the compute of one forward and backward pass). The random
+    state is restored before the second pass, so dropout draws the same masks in both; batch-norm layers in
+    training mode see the same window batches twice (their running statistics are updated twice).
+
+    Args:
+        model_fn: maps windows ``(B, C, *roi)`` to logits ``(B, K, *roi)``.
+        x: the model's input ``(N, C, *spatial)``; it is not differentiated through (gradients stop at ``x``).
+        window: the window size, overlap, blending and batching.
+        objectives: ``L (N, K, *spatial) -> [scalar tensors]``, each depending on ``L``.
+
+    Returns:
+        One gradient per objective, each of ``x``'s shape and dtype.
+    """
+    _check_x(x)
+    plan = _Plan.build(x, window)
+    x_padded = plan.pad(x.detach())
+    randomness = _ReplayRandomness(x.device)
+    with torch.no_grad():
+        stitched = plan.crop(_stitch(model_fn, x_padded, plan))
+    with torch.enable_grad():
+        leaf = stitched.requires_grad_(True)
+        outputs = objectives(leaf)
+        # dJ/dl_w = (b_w / sum b)[window] * dJ/dL[window]: divide by the weight sum once, multiply per window.
+        scaled = [
+            plan.pad(torch.autograd.grad(out, leaf, retain_graph=j < len(outputs) - 1)[0]) / plan.weight_sum
+            for j, out in enumerate(outputs)
+        ]
+    del outputs, leaf, stitched
+    grads = [torch.zeros_like(x_padded) for _ in scaled]
+    randomness.replay()
+    for batch in plan.batches(x.shape[0]):
+        with torch.enable_grad():
+            x_windows = _gather(x_padded, batch).requires_grad_(True)
+            logits = model_fn(x_windows)
+            for j, upstream in enumerate(scaled):
+                vector = _gather(upstream, batch) * plan.weights
+                (grad,) = torch.autograd.grad(logits, x_windows, vector, retain_graph=j < len(scaled) - 1)
+                _scatter_add(grads[j], grad, batch)
+        del x_windows, logits
+    return [plan.crop(g) for g in grads]
+
+
+__all__ = [
+    "SlidingWindow",
+    "blending_weights",
+    "sliding_window_gradients",
+    "sliding_window_logits",
+    "window_padding",
+    "window_slices",
+]
