@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from art_seg import distributed
 from art_seg.data import Subject, find_subjects, make_brats_phantom
 from art_seg.evaluation._files import atomic_write_text
 
@@ -31,7 +32,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, output: str) -> Non
 
 
 def setup(args: argparse.Namespace) -> str:
-    """Apply ``--threads`` and ``--seed``; return the ``device_type`` (``"cpu"`` or ``"gpu"``) for estimators."""
+    """Join a torchrun process group if launched by one; apply ``--threads`` and ``--seed``; return the
+    ``device_type`` (``"cpu"`` or ``"gpu"``) for estimators."""
+    distributed.init_from_env()
     if args.seed < 0:
         raise CommandError(f"--seed must be >= 0, got {args.seed}")
     if args.threads is not None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from art_seg import distributed
 from art_seg.cli.common import add_common_arguments, add_inference_arguments, apply_inference_arguments, setup
 from art_seg.data import find_subjects
 from art_seg.defences import load_segmenter
@@ -78,5 +79,6 @@ def run(args: argparse.Namespace) -> None:
     if not subjects:
         raise ValueError(f"no BraTS subjects found under --data {args.data!r}")
     rows = evaluator.run(samples_from_subjects(subjects, multiple=2**depth), args.output)
-    report = write_report(rows, args.output, title="art-seg robustness report")
-    print(f"{len(rows)} results in {Path(args.output) / 'results.jsonl'}\nreport: {report}")
+    if distributed.rank() == 0:  # under torchrun every rank evaluated its share; one writes the report
+        report = write_report(rows, args.output, title="art-seg robustness report")
+        print(f"{len(rows)} results in {args.output}\nreport: {report}")

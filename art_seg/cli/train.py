@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from art_seg import distributed
 from art_seg.cli.common import add_common_arguments, add_phantom_arguments, setup, subjects_or_phantom, write_json
 from art_seg.data import NB_CLASSES, load_arrays, train_val_split
 from art_seg.defences import (
@@ -35,7 +36,8 @@ def add_parser(subparsers: Any) -> None:
         "train",
         help="train a 3D UNet (plain, distilled or adversarially)",
         description="Train UNet3D on a BraTS folder (--data) or on the synthetic phantom, with the Dice + "
-        "cross-entropy loss, on whole cropped volumes. Writes <output>/model.pt (load it with "
+        "cross-entropy loss, on whole cropped volumes (under 'torchrun --nproc_per_node N', with DDP; --batch-size "
+        "is then the global batch). Writes <output>/model.pt (load it with "
         "art_seg.defences.load_segmenter or pass it to 'art-seg attack' and 'art-seg evaluate'), the training "
         "history, and checkpoints from which --resume carries on.",
     )
@@ -141,6 +143,8 @@ def run(args: argparse.Namespace) -> None:
         "train_subjects": [s.id for s in train_subjects],
         "val_subjects": [s.id for s in val_subjects],
     }
+    if distributed.rank() != 0:  # under torchrun rank 0 writes the model
+        return
     save_model(output / "model.pt", segmenter, trainer, extra)
     write_json(output / "history.json", [asdict(r) for r in trainer.history])
     last = trainer.history[-1] if trainer.history else None

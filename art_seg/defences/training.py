@@ -7,6 +7,35 @@ subclass it and change only what a batch is trained on.
 Repeatability: epoch ``e`` shuffles with, and runs under a torch random state seeded from, ``(seed, e)`` alone
 (the caller's global random state is left as it was), so a run resumed from the checkpoint of epoch ``e`` takes
 exactly the steps an uninterrupted run takes.
+
+Several processes (``torch.distributed``, e.g. launched by ``torchrun``; see :mod:`art_seg.distributed`): when a
+process group of ``W > 1`` processes is initialised, every trainer trains data-parallel with
+``DistributedDataParallel``:
+
+- ``fit(x, y, batch_size=B)``: ``B`` is the global batch and must be a multiple of ``W``. Every process holds the
+  whole ``x, y`` and draws the same permutation of epoch ``e``; global batch ``k`` is ``order[k*B:(k+1)*B]`` and
+  process ``r`` trains on its ``r``-th contiguous slice of it (``B / W`` samples). The last, partial batch is cut
+  as evenly as possible (:func:`~art_seg.distributed.shard_bounds`); a process whose slice is empty still runs a
+  step (on one sample of the batch, with weight 0) so that it joins the gradient all-reduce. Each process's loss
+  is weighted by its share of the global batch, so the averaged gradient is that of the mean loss over the
+  global batch: the update equals single-process training with batch ``B`` (up to float summation order), for
+  models whose samples do not interact (instance or group norm; BatchNorm sees per-process statistics unless
+  converted with ``torch.nn.SyncBatchNorm.convert_sync_batchnorm``). The epoch loss and Dice in :attr:`history`
+  are those of the global batches.
+- ``fit_generator``: each process must be given its own shard of the data, with the same number of batches of
+  the same size (e.g. a ``DataLoader`` with a ``torch.utils.data.DistributedSampler``, calling its ``set_epoch``
+  yourself); the model is wrapped in DDP all the same.
+- what a batch is trained on (adversarial examples, the distillation teacher's soft labels) is made by each
+  process for its own slice, against the current (identical) model. Each process's torch random state is seeded
+  from ``(seed, e, rank)`` (:func:`epoch_seed`), so dropout masks, random starts and the choice of samples to
+  attack differ between processes (``AdversarialTrainer``'s ``ratio`` applies to each process's slice); a
+  distributed run is repeatable and resumable for a given number of processes.
+- validation Dice is computed by rank 0 and broadcast, so early stopping and best-model decisions agree on every
+  process; only rank 0 writes checkpoints and shows the progress bar; ``fit`` returns on every process after
+  the last checkpoint is written. ``checkpoint_dir`` must be on a file system every process sees (on one machine
+  it is); on resume every process loads the same files.
+- the segmenter's :attr:`~art_seg.estimators.PyTorchSegmenter.model` stays the plain module (the DDP wrapper is
+  used only for the training forward and dropped at the end), so attacks and ``predict`` work as before.
 """
 
 from __future__ import annotations
@@ -23,6 +52,7 @@ import torch
 from art.defences.trainer.trainer import Trainer
 from tqdm.auto import tqdm
 
+from art_seg import distributed
 from art_seg._checks import check_number, check_type
 from art_seg.attacks.scores import foreground_dice
 from art_seg.defences.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, segmenter_settings
@@ -54,9 +84,13 @@ class EpochRecord:
     val_dice: float | None
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of epoch ``epoch`` (0-based) of a run seeded with ``seed``."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+def epoch_seed(seed: int, epoch: int, rank: int | None = None) -> int:
+    """The seed of epoch ``epoch`` (0-based) of a run seeded with ``seed``, for process ``rank`` when given.
+
+    Rank 0's seed is the single-process one (``epoch_seed(s, e, 0) == epoch_seed(s, e)``); other ranks get their own.
+    """
+    entropy = [seed, epoch] if rank is None else [seed, epoch, rank]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class SegmentationTrainer(Trainer):
@@ -76,7 +110,9 @@ class SegmentationTrainer(Trainer):
         min_delta: smallest improvement of validation Dice that counts.
         restore_best: at the end, load the weights of the epoch with the best validation Dice.
         training_mode: train with dropout and batch statistics on (the model is left in eval mode).
-        verbose: show a progress bar.
+        verbose: show a progress bar (on rank 0 only when distributed).
+
+    Under ``torch.distributed`` with several processes it trains data-parallel (DDP); see the module docstring.
 
     Example:
         >>> trainer = SegmentationTrainer(segmenter, seed=0, checkpoint_dir="ckpt", patience=5)  # doctest: +SKIP
@@ -117,6 +153,7 @@ class SegmentationTrainer(Trainer):
         self.history: list[EpochRecord] = []
         self.stopped_epoch: int | None = None
         self._description = type(self).__name__
+        self._ddp: torch.nn.parallel.DistributedDataParallel | None = None
         try:
             self._segmenter_settings: dict[str, Any] | None = segmenter_settings(segmenter)
         except ValueError:  # a callable loss or defences: checkpoints still resume, load_segmenter cannot rebuild
@@ -140,27 +177,43 @@ class SegmentationTrainer(Trainer):
         """Train on arrays: ``x`` ``(N, C, *spatial)``, ``y`` class indices ``(N, *spatial)`` or maps.
 
         Args:
-            x, y: training data (numpy or torch; never modified).
-            batch_size: samples per step.
+            x, y: training data (numpy or torch; never modified); with several processes, every process passes
+                the whole data set.
+            batch_size: samples per step; with ``W`` processes the global batch, a multiple of ``W``, of which
+                each process trains on ``batch_size / W`` (see the module docstring).
             nb_epochs: the epoch count to reach (a resumed run continues up to it).
             validation_data: ``(x_val, y_val)``, scored by mean foreground Dice after each epoch.
             resume: continue from ``checkpoint_dir/last.pt`` if it exists (else start afresh).
 
         Returns:
             :attr:`history`, one :class:`EpochRecord` per epoch trained so far.
+
+        Raises:
+            ValueError: ``batch_size`` is not a multiple of the number of processes, bad data or settings.
         """
         check_number("batch_size", batch_size, low=1, integer=True)
+        processes, rank = distributed.world_size(), distributed.rank()
+        if batch_size % processes:
+            raise ValueError(
+                f"batch_size must be a multiple of the number of processes {processes} (it is the global batch, "
+                f"split evenly over them), got {batch_size}"
+            )
         segmenter = self.segmenter
         segmenter._check_x(x)
         segmenter._check_y(y, x)
         n = x.shape[0]
 
-        def batches(epoch_generator: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike]]:
-            order = torch.randperm(n, generator=epoch_generator)
+        def batches(epoch_generator: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float]]:
+            order = torch.randperm(n, generator=epoch_generator)  # the same on every process
             for start in range(0, n, batch_size):
                 index = order[start : start + batch_size]
+                share = 1.0
+                if processes > 1:
+                    low, high = distributed.shard_bounds(len(index), processes, rank)
+                    share = (high - low) * processes / len(index)  # this slice's weight in the global mean
+                    index = index[low:high] if high > low else index[:1]  # empty slice: a step of weight 0
                 index = index.numpy() if isinstance(x, np.ndarray) else index.to(x.device)
-                yield x[index], y[index]
+                yield x[index], y[index], share
 
         return self._run(batches, -(-n // batch_size), nb_epochs, validation_data, resume, {"batch_size": batch_size})
 
@@ -176,20 +229,23 @@ class SegmentationTrainer(Trainer):
         Labels are used as they come (never argmaxed as ART's classifier fast path would). A ``DataLoader``'s
         own shuffling is seeded by its generator, not by :attr:`seed`; for a repeatable, resumable run give it
         ``generator=torch.Generator().manual_seed(...)`` or shuffle through :meth:`fit`.
+
+        With several processes, give each its own shard (e.g. a ``DistributedSampler``) yielding the same number
+        of equally sized batches on every process: a batch here is one process's part of the global batch.
         """
         from art.data_generators import DataGenerator
 
         if isinstance(generator, DataGenerator):
             size = -(-generator.size // generator.batch_size)
 
-            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike]]:
-                return (generator.get_batch() for _ in range(size))
+            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float]]:
+                return ((*generator.get_batch(), 1.0) for _ in range(size))
 
         elif isinstance(generator, Iterable) and not isinstance(generator, Iterator):
             size = len(generator) if hasattr(generator, "__len__") else None
 
-            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike]]:
-                return iter(generator)
+            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float]]:
+                return ((x_batch, y_batch, 1.0) for x_batch, y_batch in generator)
 
         else:
             raise TypeError(
@@ -215,7 +271,7 @@ class SegmentationTrainer(Trainer):
     # -------------------------------------------------------------------------------------- the loop
     def _run(
         self,
-        batches: Callable[[torch.Generator], Iterable[tuple[ArrayLike, ArrayLike]]],
+        batches: Callable[[torch.Generator], Iterable[tuple[ArrayLike, ArrayLike, float]]],
         batches_per_epoch: int | None,
         nb_epochs: int,
         validation_data: tuple[ArrayLike, ArrayLike] | None,
@@ -232,9 +288,11 @@ class SegmentationTrainer(Trainer):
         segmenter, model = self.segmenter, self.segmenter.model
         config = {**self._config(), **data_config}
 
+        processes, rank = distributed.world_size(), distributed.rank()
         best = _Best(self.min_delta)
         start_epoch, self.history, self.stopped_epoch = 0, [], None
-        if resume and (self.checkpoint_dir / LAST).is_file():
+        # rank 0 decides, so that every process resumes or none does
+        if distributed.broadcast_object(resume and (self.checkpoint_dir / LAST).is_file()):
             payload = load_checkpoint(self.checkpoint_dir / LAST, model, segmenter.optimizer)
             _check_same_config(payload["config"], config, self.checkpoint_dir / LAST)
             start_epoch = payload["epoch"]
@@ -243,50 +301,74 @@ class SegmentationTrainer(Trainer):
             best.restore(payload["state"]["best"], self.checkpoint_dir / BEST)
 
         total = None if batches_per_epoch is None else batches_per_epoch * max(nb_epochs - start_epoch, 0)
-        progress = tqdm(total=total, desc=self._description, disable=not self.verbose)
+        progress = tqdm(total=total, desc=self._description, disable=not self.verbose or rank != 0)
         devices = [segmenter.device] if segmenter.device.type == "cuda" else []
-        for epoch in range(start_epoch, nb_epochs):
-            if self.stopped_epoch is not None:
-                break
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(epoch_seed(self.seed, epoch))
-                shuffle = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-                losses, dices = [], []
-                for x_batch, y_batch in batches(shuffle):
-                    loss, dice = self._step(x_batch, y_batch)
-                    losses.append(loss)
-                    dices.append(dice)
-                    progress.update(1)
-                    progress.set_postfix(epoch=epoch + 1, loss=f"{loss:.4f}", dice=f"{dice:.3f}")
-            model.eval()
-            val_dice = None if validation is None else self._validation_dice(*validation)
-            record = EpochRecord(epoch + 1, float(np.mean(losses)), float(np.mean(dices)), val_dice)
-            self.history.append(record)
-            if val_dice is not None:
-                progress.set_postfix(epoch=epoch + 1, loss=f"{record.loss:.4f}", val_dice=f"{val_dice:.3f}")
-                if best.update(val_dice, epoch + 1, model):
-                    self._save(BEST, epoch + 1, config, best)
-                elif self.patience is not None and epoch + 1 - best.epoch >= self.patience:
-                    self.stopped_epoch = epoch + 1
-            self._save(LAST, epoch + 1, config, best)
-        progress.close()
+        self._ddp = _data_parallel(model, segmenter.device) if processes > 1 else None
+        try:
+            for epoch in range(start_epoch, nb_epochs):
+                if self.stopped_epoch is not None:
+                    break
+                with torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(epoch_seed(self.seed, epoch, rank if processes > 1 else None))
+                    shuffle = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+                    losses, dices, shares = [], [], []
+                    for x_batch, y_batch, share in batches(shuffle):
+                        loss, dice = self._step(x_batch, y_batch, share)
+                        losses.append(loss)
+                        dices.append(dice)
+                        shares.append(share)
+                        progress.update(1)
+                        progress.set_postfix(epoch=epoch + 1, loss=f"{loss:.4f}", dice=f"{dice:.3f}")
+                model.eval()
+                val_dice = None
+                if validation is not None:  # rank 0's, so that every process takes the same decisions
+                    val_dice = distributed.broadcast_object(self._validation_dice(*validation) if rank == 0 else None)
+                record = EpochRecord(epoch + 1, *_epoch_means(losses, dices, shares, processes), val_dice)
+                self.history.append(record)
+                if val_dice is not None:
+                    progress.set_postfix(epoch=epoch + 1, loss=f"{record.loss:.4f}", val_dice=f"{val_dice:.3f}")
+                    if best.update(val_dice, epoch + 1, model):
+                        self._save(BEST, epoch + 1, config, best)
+                    elif self.patience is not None and epoch + 1 - best.epoch >= self.patience:
+                        self.stopped_epoch = epoch + 1
+                self._save(LAST, epoch + 1, config, best)
+        finally:
+            self._ddp = None  # back to the plain module (its DDP hooks go with the wrapper)
+            progress.close()
+        distributed.barrier()  # every process returns after rank 0 wrote the last checkpoint
         if self.restore_best and best.state is not None:
             model.load_state_dict(best.state)
         model.eval()
         return self.history
 
-    def _step(self, x_batch: ArrayLike, y_batch: ArrayLike) -> tuple[float, float]:
+    def _step(self, x_batch: ArrayLike, y_batch: ArrayLike, share: float = 1.0) -> tuple[float, float]:
+        """One optimizer step on a batch (this process's slice of the global batch, of weight ``share``).
+
+        Returns the batch's mean loss and training Dice (unweighted).
+        """
         segmenter, model = self.segmenter, self.segmenter.model
-        x_batch, y_batch = self._batch(x_batch, y_batch)
+        if share > 0:  # a weight-0 step only joins the gradient all-reduce: no need to attack its stand-in sample
+            x_batch, y_batch = self._batch(x_batch, y_batch)
         x_model, labels = segmenter.training_batch(x_batch, y_batch)
         model.train(mode=self.training_mode)
-        logits = segmenter.logits(x_model)
+        logits = self._forward(x_model)
         loss = self._loss(logits, labels, x_model).mean()
         segmenter.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if share == 1.0 else loss * share).backward()
         segmenter.optimizer.step()
         dice = foreground_dice(logits.detach(), labels, segmenter.activation).mean()
         return float(loss.detach()), float(dice)
+
+    def _forward(self, x_model: torch.Tensor) -> torch.Tensor:
+        """The training forward: the segmenter's logits, through the DDP wrapper when training distributed."""
+        if self._ddp is None:
+            return self.segmenter.logits(x_model)
+        logits = self._ddp(x_model)
+        expected = (x_model.shape[0], self.segmenter.nb_classes, *x_model.shape[2:])
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"model must return logits of shape {expected} (N, K, *spatial), got {got}")
+        return logits
 
     def _validation_tensors(self, validation_data: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -307,7 +389,7 @@ class SegmentationTrainer(Trainer):
         return float(foreground_dice(logits, labels, segmenter.activation).mean())
 
     def _save(self, name: str, epoch: int, config: dict[str, Any], best: _Best) -> None:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or distributed.rank() != 0:
             return
         state = {
             "history": [asdict(record) for record in self.history],
@@ -324,6 +406,24 @@ class SegmentationTrainer(Trainer):
             state=state,
             segmenter=self._segmenter_settings,
         )
+
+
+def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
+    """``model`` wrapped for data-parallel training (DDP broadcasts rank 0's weights to every process)."""
+    if device.type != "cuda":
+        return torch.nn.parallel.DistributedDataParallel(model)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[index])
+
+
+def _epoch_means(losses: list[float], dices: list[float], shares: list[float], processes: int) -> tuple[float, float]:
+    """Mean loss and Dice of an epoch's global batches: each batch's is the share-weighted mean over processes."""
+    if processes == 1:
+        return float(np.mean(losses)), float(np.mean(dices))
+    loss, dice, count = distributed.all_sum(
+        [sum(s * v for s, v in zip(shares, losses)), sum(s * v for s, v in zip(shares, dices)), len(losses)]
+    )
+    return loss / count, dice / count
 
 
 class _Best:

@@ -11,12 +11,20 @@ one partial last line; running again drops that line and computes only what is m
 seeded from the run's seed and its (model, attack, eps, subject) alone, so a resumed run gives the results of an
 uninterrupted one. The settings of a run are kept in ``run.json`` next to the results; resuming with other
 settings is refused.
+
+Several processes (``torch.distributed`` with ``W > 1`` processes, e.g. under ``torchrun``; see
+:mod:`art_seg.distributed`): every process iterates the same samples, and process ``r`` evaluates those at
+positions ``i`` with ``i % W == r``, appending to its own ``results.rank<r>.jsonl``. A run reads every results
+file of the folder (``results.jsonl`` and ``results.rank*.jsonl``) to know what is done, so it resumes a run
+made with any number of processes. Each row is made exactly as in a single process (same per-row seed), so the
+rows, and a report made from them, are those of a single-process run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import warnings
 import zlib
@@ -29,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from art_seg import distributed
 from art_seg._checks import check_finite, check_number, check_type
 from art_seg.data import REGION_CLASSES, LabelValueError, NiftiValidationError, Subject, load_subject
 from art_seg.estimators import PyTorchSegmenter
@@ -39,6 +48,7 @@ from art_seg.metrics import dice_per_region, hd95_per_region
 __all__ = ["EvaluationSample", "RobustnessEvaluator", "read_results", "samples_from_arrays", "samples_from_subjects"]
 
 RESULTS, SETTINGS = "results.jsonl", "run.json"
+RANK_RESULTS = re.compile(r"results\.rank(\d+)\.jsonl")
 
 
 @dataclass(frozen=True)
@@ -108,12 +118,18 @@ def samples_from_subjects(
 
 
 def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a ``results.jsonl`` (a partial last line, from an interrupted write, is left out).
+    """Rows of a ``results.jsonl``, or of every results file of an output folder.
+
+    A file: its rows in file order (a partial last line, from an interrupted write, is left out); ``[]`` when it
+    does not exist. A folder: the rows of its ``results.jsonl`` then of each ``results.rank<r>.jsonl`` (written by
+    process ``r`` of a distributed run), ``r`` ascending, each read as a file.
 
     Raises:
         ValueError: a complete line that is not a JSON object (names the file and line).
     """
     path = Path(path)
+    if path.is_dir():
+        return [row for file in _results_files(path) for row in read_results(file)]
     if not path.is_file():
         return []
     text = path.read_text(encoding="utf-8")
@@ -135,6 +151,16 @@ def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _results_files(folder: Path) -> list[Path]:
+    """The results files of an output folder: ``results.jsonl``, then ``results.rank<r>.jsonl`` by rank."""
+    ranked = sorted(
+        (int(match[1]), file)
+        for file in folder.glob("results.rank*.jsonl")
+        if (match := RANK_RESULTS.fullmatch(file.name)) and file.is_file()
+    )
+    return [file for file in [folder / RESULTS] if file.is_file()] + [file for _, file in ranked]
+
+
 class RobustnessEvaluator:
     """Sweep attacks and eps over subjects for one or more segmenters; record per-subject, per-region Dice.
 
@@ -148,7 +174,7 @@ class RobustnessEvaluator:
         iterations: steps of the named iterative attacks; step ``eps / 4``.
         hd95: also record HD95 per region, in mm.
         seed: seed of the run; every attack run is seeded from it and its own key.
-        verbose: progress bar over subjects and conditions.
+        verbose: progress bar over subjects and conditions (on rank 0 only when distributed).
 
     Example:
         >>> evaluator = RobustnessEvaluator({"undefended": seg}, ["fgsm", "i-fgsm"], eps=[0.1, 0.3])  # doctest: +SKIP
@@ -204,26 +230,50 @@ class RobustnessEvaluator:
     def run(self, samples: Iterable[EvaluationSample], output_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         """Evaluate every sample; append each result to ``output_dir/results.jsonl`` as soon as it is made.
 
-        Rows already in the file are not recomputed (resume). Returns all rows of the file, in file order.
+        Rows already in the folder's results files are not recomputed (resume). With ``W > 1`` processes, call
+        it on every process with the same samples, in the same order: process ``r`` evaluates the samples at
+        positions ``i % W == r`` into ``results.rank<r>.jsonl``, and every process returns once all are done.
+        (Every process iterates, and so loads, every sample; only the attacks are shared out.) A failure on one
+        process does not stop the others; ``torchrun`` ends them.
+
+        Returns:
+            All rows of the folder's results files (every process's), in the order of an uninterrupted
+            single-process run (rows of subjects, models or conditions not in this run last, in file order).
 
         Raises:
             ValueError: ``output_dir`` cannot be written, its ``run.json`` has other settings, or a sample is bad.
         """
         output = writable_folder(output_dir)
-        self._check_settings(output / SETTINGS)
-        results = output / RESULTS
-        _drop_partial_line(results)
-        done = {_key(row) for row in read_results(results)}
+        processes, rank = distributed.world_size(), distributed.rank()
+        problem = None
+        if rank == 0:  # settings and clean-up by one process, before any process appends
+            try:
+                self._check_settings(output / SETTINGS)
+                for file in _results_files(output):
+                    _drop_partial_line(file)
+            except Exception as error:  # handed to every process, so that all raise it
+                problem = error
+        problem = distributed.broadcast_object(problem)
+        if problem is not None:
+            raise problem
+        results = output / (RESULTS if processes == 1 else f"results.rank{rank}.jsonl")
+        done = {_key(row) for row in read_results(output)}
         conditions = [("clean", 0.0, None)] + [(s.name, e, s) for s in self.attacks for e in self.eps]
-        total = len(samples) * len(self.models) * len(conditions) if isinstance(samples, Sized) else None
-        progress = tqdm(total=total, desc="RobustnessEvaluator", unit="run", disable=not self.verbose)
+        per_sample = len(self.models) * len(conditions)
+        total = len(range(rank, len(samples), processes)) * per_sample if isinstance(samples, Sized) else None
+        progress = tqdm(total=total, desc="RobustnessEvaluator", unit="run", disable=not self.verbose or rank != 0)
         seen: set[str] = set()
+        order: dict[tuple[str, str, float, str], int] = {}  # key -> place in a single-process run
         with results.open("a", encoding="utf-8") as sink:
-            for sample in samples:
+            for position, sample in enumerate(samples):
                 self._check_sample(sample, seen)
+                mine = position % processes == rank
                 for model_name, model in self.models.items():
                     for attack_name, eps, spec in conditions:
                         key = (model_name, attack_name, float(eps), sample.subject)
+                        order.setdefault(key, len(order))
+                        if not mine:
+                            continue
                         progress.update(1)
                         if key in done:
                             continue
@@ -234,7 +284,8 @@ class RobustnessEvaluator:
                         os.fsync(sink.fileno())
                         done.add(key)
         progress.close()
-        return read_results(results)
+        distributed.barrier()  # every process's rows are written
+        return sorted(read_results(output), key=lambda row: order.get(_key(row), len(order)))
 
     def attack_sample(
         self, model: str, attack: str, eps: float, sample: EvaluationSample
