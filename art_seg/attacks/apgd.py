@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from art_seg._checks import check_choice, check_number, check_type
 from art_seg.attacks.base import SegmentationAttack
 from art_seg.attacks.norms import budget_tensor, project, random_start, steepest_step
+from art_seg.losses._common import as_voxel_weights, weighted_voxel_mean
 
 APGD_LOSSES = ("ce", "masked_ce", "dlr", "dice", "generalized_dice", "dice_ce", "margin", "own")
 
@@ -25,10 +26,7 @@ def _labels(target: torch.Tensor) -> torch.Tensor:
 
 
 def _voxel_mean(values: torch.Tensor, voxel_weights: torch.Tensor | None) -> torch.Tensor:
-    if voxel_weights is None:
-        return values.flatten(1).mean(dim=1).mean()
-    m = voxel_weights.to(values.dtype).expand_as(values)
-    return ((values * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(torch.finfo(values.dtype).tiny)).mean()
+    return weighted_voxel_mean(values, as_voxel_weights(voxel_weights, values.unsqueeze(1))).mean()
 
 
 def masked_ce_loss(

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from art_seg._checks import check_type
 from art_seg.attacks.iterative_fgsm import IterativeFGSM
+from art_seg.losses._common import as_voxel_weights, weighted_voxel_mean
 
 
 def cospgd_loss(
@@ -33,10 +34,7 @@ def cospgd_loss(
         cosine = p.gather(1, labels.unsqueeze(1)).squeeze(1) / p.norm(dim=1).clamp_min(torch.finfo(p.dtype).tiny)
         scale = 1 - cosine if targeted else cosine
     per_voxel = scale * ce
-    if voxel_weights is None:
-        return per_voxel.flatten(1).mean(dim=1).mean()
-    m = voxel_weights.to(ce.dtype).expand_as(ce)
-    return ((per_voxel * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(torch.finfo(ce.dtype).tiny)).mean()
+    return weighted_voxel_mean(per_voxel, as_voxel_weights(voxel_weights, logits)).mean()
 
 
 class CosPGD(IterativeFGSM):

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from art_seg.attacks.iterative_fgsm import IterativeFGSM
+from art_seg.losses._common import as_voxel_weights, weighted_voxel_mean
 
 
 def segpgd_loss(
@@ -26,10 +27,7 @@ def segpgd_loss(
     ce = F.cross_entropy(logits, labels, reduction="none")
     correct = (logits.detach().argmax(dim=1) == labels).to(ce.dtype)
     per_voxel = ((1 - weight) * correct + weight * (1 - correct)) * ce
-    if voxel_weights is None:
-        return per_voxel.flatten(1).mean(dim=1).mean()
-    m = voxel_weights.to(ce.dtype).expand_as(ce)
-    return ((per_voxel * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(torch.finfo(ce.dtype).tiny)).mean()
+    return weighted_voxel_mean(per_voxel, as_voxel_weights(voxel_weights, logits)).mean()
 
 
 class SegPGD(IterativeFGSM):
