@@ -14,7 +14,9 @@ On a machine with 2 cores, 2 processes cannot be expected to beat 1: they share 
 with 2 threads, and add the gradient all-reduce and a copy of the data (a small gain or loss there only says how
 well one process uses 2 threads on small convolutions, and on a shared machine it is mostly noise). The figure is
 meant for machines with many cores (and, launched with ``torchrun`` and the nccl backend, one process per GPU).
-Mixed precision (fp32 against bf16 autocast) is a separate concern, not measured here.
+
+Where a GPU is present (or with ``--precision cpu``), it then compares one process training in float32 against bf16
+autocast (``PyTorchSegmenter(autocast="bfloat16")``), samples per second, on that device.
 """
 
 from __future__ import annotations
@@ -79,6 +81,36 @@ def worker(args: argparse.Namespace) -> None:
     distributed.shutdown()
 
 
+def precision_benchmark(args: argparse.Namespace, device_type: str) -> None:
+    """Samples per second of one process training in float32 and under bf16 autocast on ``device_type``."""
+    x, y = phantoms(args.subjects, tuple(args.shape), args.seed)
+    rates = {}
+    for autocast in (None, "bfloat16"):
+        torch.manual_seed(args.seed)
+        model = UNet3D(4, 4, base_filters=args.base_filters, depth=args.depth)
+        segmenter = PyTorchSegmenter(
+            model, "dice_ce", input_shape=x.shape[1:], nb_classes=4, autocast=autocast, device_type=device_type,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+        )  # fmt: skip
+        trainer = SegmentationTrainer(segmenter, seed=args.seed)
+        trainer.fit(x, y, batch_size=args.batch_size, nb_epochs=1)  # warm-up
+        timings = []
+        for _ in range(args.repeats):
+            if segmenter.device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            trainer.fit(x, y, batch_size=args.batch_size, nb_epochs=args.epochs)
+            if segmenter.device.type == "cuda":
+                torch.cuda.synchronize()
+            timings.append(time.perf_counter() - start)
+        rates[autocast or "float32"] = args.epochs * len(x) / float(np.median(timings))
+    device = torch.cuda.get_device_name() if device_type == "gpu" else "CPU"
+    print(
+        f"\none process on {device}: float32 {rates['float32']:.2f} samples/s, bf16 autocast "
+        f"{rates['bfloat16']:.2f} samples/s ({rates['bfloat16'] / rates['float32']:.2f}x)"
+    )
+
+
 def launch(processes: int, args: argparse.Namespace, out: Path) -> dict:
     """Run this script as ``processes`` workers under torchrun; their result."""
     threads = max(1, (os.cpu_count() or 1) // processes)
@@ -104,6 +136,10 @@ def main() -> None:
     parser.add_argument("--base-filters", type=int, default=8)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--precision", choices=("auto", "cpu", "off"), default="auto",
+        help="float32 against bf16: auto = on a GPU when present, cpu = on the CPU, off = skip",
+    )  # fmt: skip
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -129,6 +165,8 @@ def main() -> None:
             f"{r['processes']:>9} {r['threads']:>12} {r['seconds']:>8.2f} {r['samples_per_second']:>10.2f} "
             f"{r['samples_per_second'] / base:>9.2f}"
         )
+    if args.precision == "cpu" or (args.precision == "auto" and torch.cuda.is_available()):
+        precision_benchmark(args, "gpu" if args.precision == "auto" else "cpu")
 
 
 if __name__ == "__main__":
