@@ -90,6 +90,10 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             before any loss, so losses, input gradients and attack steps stay in float32; training under
             ``"float16"`` gets no gradient scaling, so prefer ``"bfloat16"`` there. Settable with
             :meth:`set_params`.
+        channels_last: keep the model and its inputs in channels-last memory format (``channels_last_3d`` for
+            volumes), which speeds up convolutions on recent GPUs and CPUs with oneDNN; results are unchanged.
+        compile: run the model through ``torch.compile`` (``True``, or a backend name such as ``"eager"``). The
+            compiled module shares the model's parameters; training, predictions and gradients all use it.
 
     Raises:
         TypeError: ``model`` is not a ``torch.nn.Module``, or an argument has the wrong type.
@@ -132,11 +136,15 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         activation: str = "softmax",
         sliding_window: SlidingWindow | None = None,
         autocast: str | None = None,
+        channels_last: bool = False,
+        compile: bool | str = False,
     ) -> None:
         check_type("model", model, torch.nn.Module)
         input_shape = _check_input_shape(input_shape)
         _check_sliding_window(sliding_window, input_shape)
         check_choice("autocast", autocast, AUTOCAST_DTYPES)
+        check_type("channels_last", channels_last, bool)
+        check_type("compile", compile, (bool, str))
         check_number("nb_classes", nb_classes, low=1, integer=True)
         check_choice("activation", activation, ("softmax", "sigmoid"))
         if activation == "softmax" and nb_classes < 2:
@@ -163,7 +171,14 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         self._optimizer = optimizer
         self._sliding_window = sliding_window
         self._autocast = autocast
+        self._channels_last = channels_last
         self._model.to(self._device).eval()
+        if channels_last:
+            self._model.to(memory_format=_channels_last_format(len(input_shape) + 1))
+        # the compiled module shares the model's parameters; training and attacks go through it
+        self._compiled = (
+            torch.compile(self._model, **({} if compile is True else {"backend": compile})) if compile else None
+        )
         self._check_preprocessing_chain()
 
     # ------------------------------------------------------------------ properties
@@ -551,11 +566,14 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     def _logits(self, x_preprocessed: torch.Tensor) -> torch.Tensor:
         """Run the model and check that it returned ``(N, K, *spatial)`` logits (per window with a sliding
         window)."""
+        module = self._model if self._compiled is None else self._compiled
+        if self._channels_last:
+            x_preprocessed = x_preprocessed.contiguous(memory_format=_channels_last_format(x_preprocessed.ndim))
         if self._autocast is None:
-            out = self._model(x_preprocessed)
+            out = module(x_preprocessed)
         else:
             with torch.autocast(self._device.type, dtype=getattr(torch, self._autocast)):
-                out = self._model(x_preprocessed)
+                out = module(x_preprocessed)
             out = out.to(x_preprocessed.dtype) if isinstance(out, torch.Tensor) else out
         expected = (x_preprocessed.shape[0], self._nb_classes, *x_preprocessed.shape[2:])
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
@@ -684,6 +702,11 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             f"preprocessing_defences mix numpy and torch steps ({[type(p).__name__ for p in ops]}); ART can only "
             "run one numpy step (optionally followed by standardisation). Use PreprocessorPyTorch defences."
         )
+
+
+def _channels_last_format(ndim: int) -> torch.memory_format:
+    """``channels_last_3d`` for 5-D (volume) tensors, ``channels_last`` for 4-D (image) ones, else contiguous."""
+    return {5: torch.channels_last_3d, 4: torch.channels_last}.get(ndim, torch.contiguous_format)
 
 
 def _check_sliding_window(sliding_window: Any, input_shape: tuple[int, ...]) -> None:

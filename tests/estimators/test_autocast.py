@@ -44,3 +44,21 @@ def test_bf16_training_learns(trained_segmenter) -> None:
 def test_bad_autocast_value(trained_segmenter) -> None:
     with pytest.raises(ValueError, match=r"autocast must be one of \(None, 'bfloat16', 'float16'\), got 'fp8'"):
         copy_segmenter(trained_segmenter, autocast="fp8")
+
+
+def test_channels_last_and_compile_change_nothing_but_speed(trained_segmenter, blob_data) -> None:
+    import copy
+
+    from art_seg.estimators import PyTorchSegmenter
+
+    x, y = blob_data
+    reference_grad = trained_segmenter.loss_gradient(x, y)
+    for options in ({"channels_last": True}, {"compile": "eager"}):
+        other = PyTorchSegmenter(
+            copy.deepcopy(trained_segmenter.model), trained_segmenter.loss, input_shape=trained_segmenter.input_shape,
+            nb_classes=trained_segmenter.nb_classes, clip_values=(-3.0, 5.0), device_type="cpu", **options,
+        )  # fmt: skip
+        np.testing.assert_allclose(other.predict(x), trained_segmenter.predict(x), atol=1e-5)
+        np.testing.assert_allclose(other.loss_gradient(x, y), reference_grad, atol=1e-6)
+    with pytest.raises(TypeError, match="channels_last must be bool"):
+        PyTorchSegmenter(trained_segmenter.model, input_shape=(2, 12, 12, 12), nb_classes=3, channels_last="yes")
