@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from typing import Any
 
 import numpy as np
@@ -17,15 +16,7 @@ from art_seg.cli.common import (
     setup,
     write_json,
 )
-from art_seg.data import (
-    LabelValueError,
-    NiftiValidationError,
-    find_subjects,
-    load_subject,
-    write_perturbation,
-    write_prediction,
-    write_volume,
-)
+from art_seg.data import find_subjects, iter_subjects, write_perturbation, write_prediction, write_volume
 from art_seg.defences import load_segmenter
 from art_seg.evaluation._files import writable_folder
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
@@ -65,12 +56,8 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"no BraTS subjects found under --input {args.input!r}")
     attack = spec.build(segmenter, args.eps)
     summary = []
-    for subject in tqdm(subjects, desc="art-seg attack", disable=args.quiet):
-        try:
-            image, label, meta = load_subject(subject, multiple=multiple)
-        except (NiftiValidationError, LabelValueError, OSError) as error:
-            warnings.warn(f"skipping subject {subject.id}: {error}", stacklevel=1)
-            continue
+    loaded = iter_subjects(subjects, multiple=multiple)
+    for image, label, meta in tqdm(loaded, total=len(subjects), desc="art-seg attack", disable=args.quiet):
         x = image[None]
         clean = segmenter.predict(x, batch_size=1).argmax(1)[0]
         target = clean[None] if label is None else label[None]
@@ -78,17 +65,17 @@ def run(args: argparse.Namespace) -> None:
         mask = np.broadcast_to(meta.brain_mask[None, None], x.shape).astype(np.float32)
         x_adv = attack.generate(x, y, mask=mask) if spec.masked else attack.generate(x, y)
         adversarial = segmenter.predict(x_adv, batch_size=1).argmax(1)[0]
-        folder = output / subject.id
-        write_volume(folder / f"{subject.id}_adversarial.nii.gz", x_adv[0], meta, per_modality=True)
-        write_perturbation(folder / f"{subject.id}_perturbation.nii.gz", x_adv[0] - image, meta)
-        write_prediction(folder / f"{subject.id}_prediction_clean.nii.gz", clean, meta)
-        write_prediction(folder / f"{subject.id}_prediction_adversarial.nii.gz", adversarial, meta)
-        entry: dict[str, Any] = {"subject": subject.id, "attack": spec.name, "eps": args.eps}
+        folder = output / meta.subject_id
+        write_volume(folder / f"{meta.subject_id}_adversarial.nii.gz", x_adv[0], meta, per_modality=True)
+        write_perturbation(folder / f"{meta.subject_id}_perturbation.nii.gz", x_adv[0] - image, meta)
+        write_prediction(folder / f"{meta.subject_id}_prediction_clean.nii.gz", clean, meta)
+        write_prediction(folder / f"{meta.subject_id}_prediction_adversarial.nii.gz", adversarial, meta)
+        entry: dict[str, Any] = {"subject": meta.subject_id, "attack": spec.name, "eps": args.eps}
         if label is not None:
             entry["dice_clean"] = dice_per_region(clean, label)
             entry["dice_adversarial"] = dice_per_region(adversarial, label)
             print(
-                f"{subject.id}: Dice "
+                f"{meta.subject_id}: Dice "
                 + json.dumps(entry["dice_clean"])
                 + " -> "
                 + json.dumps(entry["dice_adversarial"])

@@ -29,7 +29,7 @@ from art_seg.data.labels import (
     region_labels,
     region_masks,
 )
-from art_seg.data.loading import LoadedSubject, SubjectMeta, load_subject, load_subjects
+from art_seg.data.loading import LoadedSubject, SubjectMeta, iter_subjects, load_subject, load_subjects
 from art_seg.data.nifti import NiftiValidationError, check_gzip_integrity, load_nifti, save_nifti
 from art_seg.data.patches import PatchSampler, foreground_indices
 from art_seg.data.preprocessing import (
@@ -69,6 +69,7 @@ __all__ = [
     "crop_pad_record",
     "find_subjects",
     "foreground_indices",
+    "iter_subjects",
     "labels_to_classes",
     "load_arrays",
     "load_nifti",

@@ -8,7 +8,7 @@ about two copies of the image (checked by a tracemalloc test). The label map is 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -17,14 +17,13 @@ import nibabel as nib
 import numpy as np
 
 from art_seg._checks import check_choice, check_type
-from art_seg.data.discovery import Subject
+from art_seg.data.discovery import ON_ERROR, Subject
 from art_seg.data.labels import LABEL_CONVENTIONS, LabelValueError, labels_to_classes
 from art_seg.data.nifti import NiftiValidationError, open_nifti, read_volume_into
 from art_seg.data.preprocessing import CropPad, brain_mask, crop_pad_record, zscore_
 
-__all__ = ["LoadedSubject", "SubjectMeta", "load_subject", "load_subjects"]
+__all__ = ["LoadedSubject", "SubjectMeta", "iter_subjects", "load_subject", "load_subjects"]
 
-ON_ERROR = ("skip", "raise")
 AFFINE_ATOL = 1e-3  # millimetres; BraTS modalities share one affine up to float32 rounding
 
 
@@ -233,13 +232,24 @@ def load_subjects(subjects: Iterable[Subject], *, on_error: str = "skip", **kwar
         NiftiValidationError, LabelValueError, OSError: with ``on_error="raise"``, the first bad subject's error.
         TypeError, ValueError: for invalid options (never skipped).
     """
+    return list(iter_subjects(subjects, on_error=on_error, **kwargs))
+
+
+def iter_subjects(subjects: Iterable[Subject], *, on_error: str = "skip", **kwargs) -> Iterator[LoadedSubject]:
+    """:func:`load_subjects` one subject at a time (one volume in memory): yields each loaded subject in turn.
+
+    ``on_error`` is checked now, before the first subject is read; a bad subject is skipped with a warning naming
+    it (``"skip"``) or raises (``"raise"``).
+    """
     check_choice("on_error", on_error, ON_ERROR)
-    loaded = []
-    for subject in subjects:
-        try:
-            loaded.append(load_subject(subject, **kwargs))
-        except (NiftiValidationError, LabelValueError, OSError) as err:
-            if on_error == "raise":
-                raise
-            warnings.warn(f"skipping subject {getattr(subject, 'id', subject)}: {err}", stacklevel=2)
-    return loaded
+
+    def loaded() -> Iterator[LoadedSubject]:
+        for subject in subjects:
+            try:
+                yield load_subject(subject, **kwargs)
+            except (NiftiValidationError, LabelValueError, OSError) as err:
+                if on_error == "raise":
+                    raise
+                warnings.warn(f"skipping subject {getattr(subject, 'id', subject)}: {err}", stacklevel=3)
+
+    return loaded()

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from art_seg import distributed
 from art_seg._checks import check_finite, check_number, check_type
-from art_seg.data import REGION_CLASSES, LabelValueError, NiftiValidationError, Subject, load_subject
+from art_seg.data import REGION_CLASSES, Subject, iter_subjects
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.evaluation._files import atomic_write_text, writable_folder
 from art_seg.evaluation.attack_specs import AttackSpec, attack_spec
@@ -104,17 +104,13 @@ def samples_from_subjects(
     A subject that fails to load is skipped with a warning naming it; one without a segmentation too (nothing to
     score). ``kwargs`` go to :func:`~art_seg.data.load_subject`.
     """
-    for subject in subjects:
-        try:
-            loaded = load_subject(subject, multiple=multiple, **kwargs)
-        except (NiftiValidationError, LabelValueError, OSError) as error:
-            warnings.warn(f"skipping subject {subject.id}: {error}", stacklevel=2)
-            continue
+    for loaded in iter_subjects(subjects, multiple=multiple, **kwargs):
+        subject = loaded.meta.subject_id
         if loaded.label is None:
-            warnings.warn(f"skipping subject {subject.id}: it has no segmentation to score against", stacklevel=2)
+            warnings.warn(f"skipping subject {subject}: it has no segmentation to score against", stacklevel=2)
             continue
         spacing = tuple(float(z) for z in loaded.meta.header.get_zooms()[:3])
-        yield EvaluationSample(subject.id, loaded.image, loaded.label, loaded.meta.brain_mask, spacing)
+        yield EvaluationSample(subject, loaded.image, loaded.label, loaded.meta.brain_mask, spacing)
 
 
 def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -331,9 +327,10 @@ class RobustnessEvaluator:
         attack = spec.build(model, eps)
         devices = [model.device] if model.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(_run_seed(self.seed, model_name, spec.name, eps, sample.subject))
+            seed = _run_seed(self.seed, model_name, spec.name, eps, sample.subject)
+            torch.manual_seed(seed)
             np_state = np.random.get_state()
-            np.random.seed(_run_seed(self.seed, model_name, spec.name, eps, sample.subject) % 2**32)
+            np.random.seed(seed % 2**32)
             try:
                 return attack.generate(x, labels) if mask is None else attack.generate(x, labels, mask=mask)
             finally:

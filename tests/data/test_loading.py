@@ -208,3 +208,10 @@ def test_no_float64_anywhere_in_the_result(tmp_path):
     assert image.dtype == np.float32
     img = nib.load(written["t1"])
     assert img.in_memory is False  # nibabel's cache was not filled on our image objects either
+
+
+def test_iter_subjects_checks_on_error_before_reading_anything() -> None:
+    from art_seg.data import iter_subjects
+
+    with pytest.raises(ValueError, match=r"on_error must be one of \('skip', 'raise'\), got 'ignore'"):
+        iter_subjects(iter(()), on_error="ignore")  # raises on the call, not at the first next()
