@@ -361,14 +361,7 @@ class SegmentationTrainer(Trainer):
 
     def _forward(self, x_model: torch.Tensor) -> torch.Tensor:
         """The training forward: the segmenter's logits, through the DDP wrapper when training distributed."""
-        if self._ddp is None:
-            return self.segmenter.logits(x_model)
-        logits = self._ddp(x_model)
-        expected = (x_model.shape[0], self.segmenter.nb_classes, *x_model.shape[2:])
-        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
-            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"model must return logits of shape {expected} (N, K, *spatial), got {got}")
-        return logits
+        return self.segmenter.logits(x_model, module=self._ddp)
 
     def _validation_tensors(self, validation_data: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:

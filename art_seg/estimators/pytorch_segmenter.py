@@ -506,11 +506,13 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         self._check_x(x)
         return self._training_tensors(x, y, self._check_y(y, x))
 
-    def logits(self, x_model: torch.Tensor) -> torch.Tensor:
+    def logits(self, x_model: torch.Tensor, module: torch.nn.Module | None = None) -> torch.Tensor:
         """Run :attr:`model` on an already preprocessed device tensor, in its current mode, with autograd as set by
         the caller; checks the output is ``(N, K, *spatial)`` logits. Always the whole input, even with
-        :attr:`sliding_window` set (trainers call it on training patches)."""
-        return self._logits(x_model)
+        :attr:`sliding_window` set (trainers call it on training patches). ``module``: a wrapper of
+        :attr:`model` to run instead (e.g. its ``DistributedDataParallel``), with the same autocast, memory
+        format and output check."""
+        return self._logits(x_model, module)
 
     # ------------------------------------------------------------------ internals
     def _check_x(self, x: ArrayLike) -> None:
@@ -563,10 +565,11 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             return self._logits(x_preprocessed)
         return sliding_window_logits(self._logits, x_preprocessed, self._sliding_window)
 
-    def _logits(self, x_preprocessed: torch.Tensor) -> torch.Tensor:
-        """Run the model and check that it returned ``(N, K, *spatial)`` logits (per window with a sliding
-        window)."""
-        module = self._model if self._compiled is None else self._compiled
+    def _logits(self, x_preprocessed: torch.Tensor, module: torch.nn.Module | None = None) -> torch.Tensor:
+        """Run the model (or ``module``, a wrapper of it) and check that it returned ``(N, K, *spatial)`` logits
+        (per window with a sliding window)."""
+        if module is None:
+            module = self._model if self._compiled is None else self._compiled
         if self._channels_last:
             x_preprocessed = x_preprocessed.contiguous(memory_format=_channels_last_format(x_preprocessed.ndim))
         if self._autocast is None:
