@@ -30,6 +30,9 @@ TINY = [
 ]
 
 
+TINY_DEMO = ["demo", *TINY, "--epochs", "2", "--defence-epochs", "1", "--eval-eps", "0.2", "0.4", "--iterations", "2"]
+
+
 @pytest.mark.parametrize("command", ["demo", "train", "attack", "evaluate", "benchmark"])
 def test_every_command_has_help_with_the_common_options(command, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
@@ -43,23 +46,7 @@ def test_every_command_has_help_with_the_common_options(command, capsys) -> None
 @pytest.fixture(scope="module")
 def demo_output(tmp_path_factory):
     output = tmp_path_factory.mktemp("demo")
-    code = main(
-        [
-            "demo",
-            *TINY,
-            "--epochs",
-            "2",
-            "--defence-epochs",
-            "1",
-            "--eval-eps",
-            "0.2",
-            "0.4",
-            "--iterations",
-            "2",
-            "--output",
-            str(output),
-        ]
-    )
+    code = main([*TINY_DEMO, "--output", str(output)])
     assert code == 0
     return output
 
@@ -102,26 +89,7 @@ def test_report_wilcoxon_equals_scipy_on_the_written_results(demo_output) -> Non
 
 def test_demo_run_again_resumes_without_duplicates(demo_output) -> None:
     before = (demo_output / "results.jsonl").read_text()
-    assert (
-        main(
-            [
-                "demo",
-                *TINY,
-                "--epochs",
-                "2",
-                "--defence-epochs",
-                "1",
-                "--eval-eps",
-                "0.2",
-                "0.4",
-                "--iterations",
-                "2",
-                "--output",
-                str(demo_output),
-            ]
-        )
-        == 0
-    )
+    assert main([*TINY_DEMO, "--output", str(demo_output)]) == 0
     assert (demo_output / "results.jsonl").read_text() == before
 
 
