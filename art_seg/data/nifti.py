@@ -7,6 +7,11 @@ reorientation is done, so the source affine maps ``(D, H, W)`` voxel indices to 
 nibabel reads ``.nii.gz`` files through Python's ``gzip`` module but, for speed, never reads the stream to its
 end, so a file whose compressed bytes were damaged can load without complaint and give wrong voxels. Here every
 ``.nii.gz`` is first streamed to its end with ``gzip`` (which checks the CRC-32 and length in the gzip trailer).
+
+nibabel also reads only as many voxel bytes as the header declares: a header whose ``dim`` says 4 slices over 8
+slices of data loads half the volume without a word, and a header declaring 2000^3 voxels over a 4 KB file makes
+it allocate the declared size before it finds the data missing. Here the data size is checked against the header
+before any voxel is read: exactly, from the file size (``.nii``) or the decompressed size (``.nii.gz``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,29 @@ def _is_gzip(path: Path) -> bool:
     return path.name.lower().endswith(".gz")
 
 
+def _gzip_data_size(path: Path) -> int:
+    """The decompressed size of a ``.gz`` file (all members), streamed: CRC-32 and lengths checked, O(1 MiB)."""
+    size = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                size += len(chunk)
+    except EOFError as err:
+        raise NiftiValidationError(path, f"truncated gzip stream ({err})") from err
+    except gzip.BadGzipFile as err:
+        raise NiftiValidationError(path, f"corrupt gzip data, CRC or length check failed ({err})") from err
+    except zlib.error as err:
+        raise NiftiValidationError(path, f"corrupt gzip data, cannot decompress ({err})") from err
+    return size
+
+
+def _gzip_trailer_size(path: Path) -> int:
+    """ISIZE, the last 4 bytes of a gzip file: the size of its last member's data modulo 2**32."""
+    with open(path, "rb") as stream:
+        stream.seek(-4, os.SEEK_END)
+        return int.from_bytes(stream.read(4), "little")
+
+
 def check_gzip_integrity(path: str | os.PathLike) -> None:
     """Stream a ``.gz`` file to its end so that ``gzip`` checks its CRC-32 and length; memory stays O(1 MiB).
 
@@ -59,24 +87,43 @@ def check_gzip_integrity(path: str | os.PathLike) -> None:
     Example:
         >>> check_gzip_integrity("BraTS20_Training_001_flair.nii.gz")  # doctest: +SKIP
     """
-    path = Path(path)
-    try:
-        with gzip.open(path, "rb") as stream:
-            while stream.read(_CHUNK):
-                pass
-    except EOFError as err:
-        raise NiftiValidationError(path, f"truncated gzip stream ({err})") from err
-    except gzip.BadGzipFile as err:
-        raise NiftiValidationError(path, f"corrupt gzip data, CRC or length check failed ({err})") from err
-    except zlib.error as err:
-        raise NiftiValidationError(path, f"corrupt gzip data, cannot decompress ({err})") from err
+    _gzip_data_size(Path(path))
+
+
+def _check_data_size(path: Path, img: nib.Nifti1Image, check_crc: bool) -> None:
+    """Check that the file holds exactly the voxel bytes its header declares, before any voxel is read.
+
+    ``.nii``: the file size. ``.nii.gz``: the decompressed size, streamed (with ``check_crc``, in the same pass
+    as the CRC check) or, without ``check_crc``, taken from the gzip trailer when it matches (exact for a
+    single-member file under 4 GiB; otherwise the stream is counted).
+    """
+    size = path.stat().st_size
+    offset = int(getattr(img.dataobj, "offset", img.header.get_data_offset()))
+    dtype = img.get_data_dtype()
+    declared = int(np.prod(img.shape)) * dtype.itemsize
+    needed = offset + declared
+    described = f"shape {tuple(int(s) for s in img.shape)} {dtype.name}"
+    have, unit = size, ""
+    if _is_gzip(path):
+        trusted = not check_crc and needed < 2**32 and _gzip_trailer_size(path) == needed
+        have, unit = (needed if trusted else _gzip_data_size(path)), " decompressed"
+    if have < needed:
+        raise NiftiValidationError(path, f"truncated: {have} bytes{unit}, the header needs {needed} for {described}")
+    if have > needed:
+        raise NiftiValidationError(
+            path,
+            f"data block larger than the header declares: {described} is {declared} bytes of voxels, but the file "
+            f"holds {have - offset}{unit}",
+        )
 
 
 def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1Image:
     """Open a NIfTI file lazily after checking it: exists, not empty, gzip intact, a 3D volume.
 
-    Only the header is read (plus one streaming pass over a ``.gz`` file for the CRC check); voxels are read
-    later with :func:`read_volume_into` or :func:`load_nifti`.
+    Only the header is read (plus one streaming pass over a ``.gz`` file for the CRC check and its decompressed
+    size); voxels are read later with :func:`read_volume_into` or :func:`load_nifti`. The file must hold exactly
+    the voxel bytes its header declares (see the module docstring), so a lying header fails here, before memory
+    is allocated for the voxels.
 
     Args:
         path: ``*.nii`` or ``*.nii.gz`` file.
@@ -89,20 +136,19 @@ def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1
 
     Raises:
         NiftiValidationError: with the path and the problem (missing, empty, truncated, corrupt, not NIfTI,
-            not 3D, non-finite affine).
+            not 3D, non-finite affine, data size other than the header declares).
     """
     check_type("path", path, (str, os.PathLike))
     path = Path(path)
     if not path.is_file():
         raise NiftiValidationError(path, "file not found")
-    size = path.stat().st_size
-    if size == 0:
+    if path.stat().st_size == 0:
         raise NiftiValidationError(path, "empty file (0 bytes)")
-    if _is_gzip(path) and check_crc:
-        check_gzip_integrity(path)
     try:
-        img = nib.load(path)
+        img = nib.load(path)  # the header only
     except Exception as err:  # nibabel raises many types (ImageFileError, EOFError, HeaderDataError, ...)
+        if _is_gzip(path) and check_crc:
+            check_gzip_integrity(path)  # a damaged stream is the more useful message
         raise NiftiValidationError(path, f"cannot read as NIfTI ({type(err).__name__}: {err})") from err
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiValidationError(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
@@ -113,10 +159,7 @@ def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1
         raise NiftiValidationError(path, f"volume has an empty axis, shape {shape}")
     if not np.all(np.isfinite(img.affine)):
         raise NiftiValidationError(path, f"affine holds NaN or Inf:\n{img.affine}")
-    offset = int(getattr(img.dataobj, "offset", img.header.get_data_offset()))
-    expected = offset + int(np.prod(shape)) * img.get_data_dtype().itemsize
-    if not _is_gzip(path) and size < expected:
-        raise NiftiValidationError(path, f"truncated: {size} bytes, the header needs {expected}")
+    _check_data_size(path, img, check_crc)
     return img
 
 

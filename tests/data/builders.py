@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import nibabel as nib
@@ -69,3 +70,34 @@ def write_subject(
         paths["seg"] = save(root / folder / f"{subject_id}{sep}seg{ext}", label, dtype=np.uint8)
     paths["image"], paths["label"] = image, label
     return paths
+
+
+def craft(
+    path: Path,
+    array: np.ndarray,
+    *,
+    dim: tuple[int, ...] | None = None,
+    pixdim: tuple[float, ...] | None = None,
+    data: bytes | None = None,
+    members: int = 1,
+) -> Path:
+    """Write a NIfTI-1 file whose header lies: ``dim[1:4]`` / ``pixdim[1:4]`` set after nibabel wrote them.
+
+    nibabel checks and fixes such fields when it saves (e.g. a negative pixdim becomes positive), so the header
+    block is patched here and the bytes written directly. ``data`` replaces the voxel bytes after the header;
+    ``members`` > 1 splits a ``.gz`` file into that many gzip members (valid gzip, as ``cat a.gz b.gz`` makes).
+    """
+    raw = nib.Nifti1Image(array, AFFINE).to_bytes()
+    header = nib.Nifti1Header(binaryblock=raw[:348])
+    if dim is not None:
+        header["dim"][1 : 1 + len(dim)] = dim
+    if pixdim is not None:
+        header["pixdim"][1 : 1 + len(pixdim)] = pixdim
+    offset = int(header["vox_offset"])
+    blob = header.binaryblock + raw[348:offset] + (raw[offset:] if data is None else data)
+    if path.name.endswith(".gz"):
+        cuts = np.linspace(0, len(blob), members + 1).astype(int)
+        blob = b"".join(gzip.compress(blob[a:b], mtime=0) for a, b in zip(cuts[:-1], cuts[1:]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(blob)
+    return path

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from art_seg.data import NiftiValidationError, check_gzip_integrity, load_nifti, save_nifti
-from tests.data.builders import AFFINE, save
+from tests.data.builders import AFFINE, craft, save
 
 
 @pytest.fixture
@@ -141,3 +141,39 @@ def test_save_rejects_bad_suffix_and_affine(tmp_path, volume):
         save_nifti(tmp_path / "vol.npy", volume, AFFINE)
     with pytest.raises(ValueError, match=r"affine must be \(4, 4\)"):
         save_nifti(tmp_path / "vol.nii", volume, np.eye(3))
+
+
+@pytest.mark.parametrize("check_crc", [True, False])
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+def test_header_declaring_fewer_slices_than_the_data_holds(tmp_path, volume, ext, check_crc):
+    """dim[3] = 4 over 8 slices of data: nibabel alone loads the first half of the volume without a word."""
+    path = craft(tmp_path / f"half{ext}", volume, dim=(12, 12, 4))
+    assert nib.load(path).shape == (12, 12, 4)  # what nibabel alone would load
+    name = path.name.replace(".", r"\.")
+    with pytest.raises(
+        NiftiValidationError,
+        match=rf"{name}: data block larger than the header declares: shape \(12, 12, 4\) float32 is 2304 bytes "
+        r"of voxels, but the file holds 4608",
+    ):
+        load_nifti(path, check_crc=check_crc)
+
+
+@pytest.mark.parametrize("check_crc", [True, False])
+@pytest.mark.parametrize("members", [1, 3])
+def test_multi_member_gzip_is_sized_as_a_whole(tmp_path, volume, members, check_crc):
+    """gzip's trailer sizes only the last member: a good multi-member file loads, extra data in it is caught."""
+    good = craft(tmp_path / "good.nii.gz", volume, members=members)
+    np.testing.assert_array_equal(load_nifti(good, check_crc=check_crc)[0], volume)
+    half = craft(tmp_path / "half.nii.gz", volume, dim=(12, 12, 4), members=members)
+    with pytest.raises(NiftiValidationError, match=r"half\.nii\.gz: data block larger than the header declares"):
+        load_nifti(half, check_crc=check_crc)
+
+
+@pytest.mark.parametrize("check_crc", [True, False])
+def test_gzip_data_shorter_than_declared_is_caught_before_reading(tmp_path, check_crc):
+    """A (64, 64, 64) float32 header (1 MiB) over 4 KB of voxels: found by sizing the stream, not by reading."""
+    data = np.random.default_rng(0).bytes(4096)
+    path = craft(tmp_path / "short.nii.gz", np.zeros((4, 4, 4), np.float32), dim=(64, 64, 64), data=data)
+    with pytest.raises(NiftiValidationError, match=r"short\.nii\.gz: truncated: 4448 bytes decompressed, the "
+                       r"header needs 1048928 for shape \(64, 64, 64\) float32"):  # fmt: skip
+        load_nifti(path, check_crc=check_crc)
