@@ -19,7 +19,7 @@ import numpy as np
 from art_seg._checks import check_choice, check_type
 from art_seg.data.discovery import ON_ERROR, Subject
 from art_seg.data.labels import LABEL_CONVENTIONS, LabelValueError, labels_to_classes
-from art_seg.data.nifti import NiftiValidationError, open_nifti, read_volume_into
+from art_seg.data.nifti import NiftiValidationError, open_nifti, out_of_memory_error, read_volume_into
 from art_seg.data.preprocessing import CropPad, brain_mask, crop_pad_record, zscore_
 
 __all__ = ["LoadedSubject", "SubjectMeta", "iter_subjects", "load_subject", "load_subjects"]
@@ -103,6 +103,8 @@ def _read_label_raw(img: nib.Nifti1Image, path: Path) -> np.ndarray:
     """The stored label values (raw dtype; header scaling applied only if the header asks for it)."""
     try:
         raw = np.asanyarray(img.dataobj.get_unscaled() if nib.is_proxy(img.dataobj) else img.dataobj)
+    except MemoryError:
+        raise out_of_memory_error(path, img.shape[:3], img.get_data_dtype()) from None
     except Exception as err:
         raise NiftiValidationError(path, f"cannot read voxels ({type(err).__name__}: {err})") from err
     raw = raw.reshape(img.shape[:3])
@@ -150,7 +152,8 @@ def load_subject(
     Raises:
         NiftiValidationError: a file is missing, empty, truncated, corrupt, not 3D, or on another grid
             (the message names the file).
-            Also raised when every modality is all zero.
+            Also raised when every modality is all zero, and for running out of memory while loading (naming the
+            file being read, or the subject's folder).
         LabelValueError: the segmentation holds values outside the convention (names the file and values).
         ValueError: an option is invalid.
 
@@ -168,7 +171,25 @@ def load_subject(
     check_choice("label_convention", convention, LABEL_CONVENTIONS)
     for name, flag in (("crop", crop), ("normalize", normalize), ("load_seg", load_seg), ("check_crc", check_crc)):
         check_type(name, flag, bool)
+    try:
+        return _load_subject(subject, margin, multiple, min_shape, crop, normalize, load_seg, convention, check_crc)
+    except MemoryError as err:
+        detail = f" ({err})" if str(err) else ""
+        raise NiftiValidationError(subject.folder, f"out of memory loading subject {subject.id}{detail}") from None
 
+
+def _load_subject(
+    subject: Subject,
+    margin: int | Sequence[int],
+    multiple: int | Sequence[int],
+    min_shape: int | Sequence[int] | None,
+    crop: bool,
+    normalize: bool,
+    load_seg: bool,
+    convention: str,
+    check_crc: bool,
+) -> LoadedSubject:
+    """:func:`load_subject` after its options are checked."""
     names = subject.modalities
     paths = [Path(subject.paths[m]) for m in names]
     images = [open_nifti(p, check_crc=check_crc) for p in paths]

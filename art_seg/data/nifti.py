@@ -31,12 +31,19 @@ __all__ = [
     "NiftiValidationError",
     "check_gzip_integrity",
     "open_nifti",
+    "out_of_memory_error",
     "read_volume_into",
     "load_nifti",
     "save_nifti",
 ]
 
 _CHUNK = 1 << 20
+#: Largest volume :func:`open_nifti` accepts, in voxels: 2**28 = 268,435,456 (e.g. 512 x 512 x 1024; 1 GiB as
+#: float32). BraTS scans have 240 x 240 x 155 = 8.9 million. A header declaring more is refused before any voxel
+#: is read; raise it here for larger scans.
+MAX_VOXELS = 2**28
+#: Deflate expands at most 1032-fold (a 258-byte match coded in 2 bits), so n gzip bytes hold at most 1032 n.
+_DEFLATE_MAX_RATIO = 1032
 
 
 class NiftiValidationError(ValueError):
@@ -46,6 +53,17 @@ class NiftiValidationError(ValueError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+def out_of_memory_error(
+    path: str | os.PathLike, shape: tuple[int, ...], dtype: np.dtype | type
+) -> NiftiValidationError:
+    """The error to raise for a ``MemoryError`` while reading ``path`` into a ``shape`` array of ``dtype``."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    return NiftiValidationError(
+        path, f"out of memory reading shape {tuple(shape)} as {dtype.name} ({size / 2**20:.1f} MiB)"
+    )
 
 
 def _is_gzip(path: Path) -> bool:
@@ -93,9 +111,11 @@ def check_gzip_integrity(path: str | os.PathLike) -> None:
 def _check_data_size(path: Path, img: nib.Nifti1Image, check_crc: bool) -> None:
     """Check that the file holds exactly the voxel bytes its header declares, before any voxel is read.
 
-    ``.nii``: the file size. ``.nii.gz``: the decompressed size, streamed (with ``check_crc``, in the same pass
-    as the CRC check) or, without ``check_crc``, taken from the gzip trailer when it matches (exact for a
-    single-member file under 4 GiB; otherwise the stream is counted).
+    ``.nii``: the file size. ``.nii.gz``: first a bound from the file size alone (deflate expands at most
+    ``_DEFLATE_MAX_RATIO``-fold, whatever the number of gzip members), then the decompressed size, streamed (with
+    ``check_crc``, in the same pass as the CRC check) or, without ``check_crc``, taken from the gzip trailer when
+    it matches (exact for a single-member file under 4 GiB; otherwise the stream is counted). Neither holds more
+    than 1 MiB of data in memory.
     """
     size = path.stat().st_size
     offset = int(getattr(img.dataobj, "offset", img.header.get_data_offset()))
@@ -105,6 +125,12 @@ def _check_data_size(path: Path, img: nib.Nifti1Image, check_crc: bool) -> None:
     described = f"shape {tuple(int(s) for s in img.shape)} {dtype.name}"
     have, unit = size, ""
     if _is_gzip(path):
+        if needed > _DEFLATE_MAX_RATIO * size:
+            raise NiftiValidationError(
+                path,
+                f"the header declares {described} ({needed} bytes), more than a {size}-byte gzip file can hold "
+                f"(at most {_DEFLATE_MAX_RATIO * size}): a damaged or crafted header",
+            )
         trusted = not check_crc and needed < 2**32 and _gzip_trailer_size(path) == needed
         have, unit = (needed if trusted else _gzip_data_size(path)), " decompressed"
     if have < needed:
@@ -136,7 +162,8 @@ def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1
 
     Raises:
         NiftiValidationError: with the path and the problem (missing, empty, truncated, corrupt, not NIfTI,
-            not 3D, non-finite affine, data size other than the header declares).
+            not 3D, more than :data:`MAX_VOXELS` voxels, non-finite affine, data size other than the header
+            declares).
     """
     check_type("path", path, (str, os.PathLike))
     path = Path(path)
@@ -157,6 +184,11 @@ def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1
         raise NiftiValidationError(path, f"expected a 3D volume, got shape {shape}")
     if min(shape[:3]) < 1:
         raise NiftiValidationError(path, f"volume has an empty axis, shape {shape}")
+    voxels = int(np.prod(shape))
+    if voxels > MAX_VOXELS:
+        raise NiftiValidationError(
+            path, f"shape {shape} has {voxels} voxels, more than art_seg.data.nifti.MAX_VOXELS = {MAX_VOXELS}"
+        )
     if not np.all(np.isfinite(img.affine)):
         raise NiftiValidationError(path, f"affine holds NaN or Inf:\n{img.affine}")
     _check_data_size(path, img, check_crc)
@@ -178,7 +210,7 @@ def read_volume_into(img: nib.Nifti1Image, out: np.ndarray, path: str | os.PathL
         ``out``.
 
     Raises:
-        NiftiValidationError: if the voxels cannot be read or are not finite.
+        NiftiValidationError: if the voxels cannot be read (out of memory included) or are not finite.
     """
     if out.shape != tuple(img.shape[:3]):
         raise ValueError(f"out must have shape {tuple(img.shape[:3])}, got {out.shape}")
@@ -194,6 +226,8 @@ def read_volume_into(img: nib.Nifti1Image, out: np.ndarray, path: str | os.PathL
         del raw
     except NiftiValidationError:
         raise
+    except MemoryError:
+        raise out_of_memory_error(path, out.shape, img.get_data_dtype()) from None
     except Exception as err:
         raise NiftiValidationError(path, f"cannot read voxels ({type(err).__name__}: {err})") from err
     if np.isfinite(slope) and slope not in (0.0, 1.0):
@@ -226,7 +260,10 @@ def load_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> tuple[np.n
         (dtype('float32'), (240, 240, 155))
     """
     img = open_nifti(path, check_crc=check_crc)
-    volume = np.empty(img.shape[:3], dtype=np.float32)
+    try:
+        volume = np.empty(img.shape[:3], dtype=np.float32)
+    except MemoryError:
+        raise out_of_memory_error(path, img.shape[:3], np.float32) from None
     read_volume_into(img, volume, path)
     return volume, img
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,7 +20,10 @@ from art_seg.data import (
     load_subject,
     load_subjects,
 )
+from art_seg.data import loading
 from tests.data.builders import AFFINE, LAYOUTS, save, write_subject
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -215,3 +223,57 @@ def test_iter_subjects_checks_on_error_before_reading_anything() -> None:
 
     with pytest.raises(ValueError, match=r"on_error must be one of \('skip', 'raise'\), got 'ignore'"):
         iter_subjects(iter(()), on_error="ignore")  # raises on the call, not at the first next()
+
+
+def _peak_memory(folder: Path, kind: str) -> dict:
+    """Run ``tests.data._memory_worker`` on a fresh folder in a fresh process; its JSON report."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    command = [sys.executable, "-m", "tests.data._memory_worker", str(folder), kind]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{kind} worker failed ({done.returncode}):\n{done.stderr[-3000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KiB on Linux only")
+def test_declared_size_bombs_are_skipped_before_allocating(tmp_path):
+    """4 KB .nii.gz files declaring 800^3 int16 (1 GB), 2000^3 float32 (32 GB) and 600^3 int16 (432 MB, under
+    MAX_VOXELS): each subject is skipped with a warning naming the file, the good subject after them still loads,
+    and the process peaks at most 200 MB above the same process loading only the good subject (``pytest -s``
+    prints the figures)."""
+    good = _peak_memory(tmp_path / "good", "good")
+    bombs = _peak_memory(tmp_path / "bombs", "bombs")
+    print(f"\npeak memory (ru_maxrss): good subject {good['peak_mib']:.1f} MiB, bombs then the good subject "
+          f"{bombs['peak_mib']:.1f} MiB, difference {bombs['peak_mib'] - good['peak_mib']:+.1f} MiB")  # fmt: skip
+    assert good["loaded"] == bombs["loaded"] == ["BraTS20_Training_004"]
+    assert bombs["peak_mib"] - good["peak_mib"] <= 200 / 1.048576  # 200 MB in MiB
+    skipped = [w for w in bombs["warnings"] if w.startswith("skipping subject")]
+    assert len(skipped) == 3
+    problems = [
+        "shape (800, 800, 800) has 512000000 voxels, more than art_seg.data.nifti.MAX_VOXELS",
+        "shape (2000, 2000, 2000) has 8000000000 voxels, more than art_seg.data.nifti.MAX_VOXELS",
+        "the header declares shape (600, 600, 600) int16 (432000352 bytes), more than a",
+    ]
+    for k, (warning, problem) in enumerate(zip(skipped, problems), start=1):
+        assert f"BraTS20_Training_00{k}_t1.nii.gz: {problem}" in warning
+
+
+def test_out_of_memory_anywhere_in_loading_skips_the_subject(tmp_path, monkeypatch):
+    """A MemoryError after the files are read (here in the brain mask) is a per-subject error, not a traceback."""
+    for k in (1, 2, 3):
+        write_subject(tmp_path, subject_id=f"BraTS20_Training_00{k}", seed=k)
+    subjects = find_subjects(tmp_path)
+    real_mask = loading.brain_mask
+    calls = {"n": 0}
+
+    def no_memory_for_the_second(image):
+        calls["n"] += 1
+        if calls["n"] == 3:  # two calls per subject: the third is subject 002's first
+            raise MemoryError("Unable to allocate 1.00 GiB for an array")
+        return real_mask(image)
+
+    monkeypatch.setattr(loading, "brain_mask", no_memory_for_the_second)
+    with pytest.warns(UserWarning, match=r"skipping subject BraTS20_Training_002: .*BraTS20_Training_002: out of "
+                      r"memory loading subject BraTS20_Training_002 \(Unable to allocate 1\.00 GiB"):  # fmt: skip
+        loaded = load_subjects(subjects, multiple=4)
+    assert [item.meta.subject_id for item in loaded] == ["BraTS20_Training_001", "BraTS20_Training_003"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 from art_seg.data import NiftiValidationError, check_gzip_integrity, load_nifti, save_nifti
+from art_seg.data import nifti
 from tests.data.builders import AFFINE, craft, save
 
 
@@ -177,3 +179,54 @@ def test_gzip_data_shorter_than_declared_is_caught_before_reading(tmp_path, chec
     with pytest.raises(NiftiValidationError, match=r"short\.nii\.gz: truncated: 4448 bytes decompressed, the "
                        r"header needs 1048928 for shape \(64, 64, 64\) float32"):  # fmt: skip
         load_nifti(path, check_crc=check_crc)
+
+
+def _bomb(path: Path, side: int, dtype) -> Path:
+    """A ~4 KB .nii.gz whose header declares side^3 voxels of dtype over 4 KB of random voxel bytes."""
+    data = np.random.default_rng(0).bytes(4096)
+    path = craft(path, np.zeros((4, 4, 4), dtype), dim=(side,) * 3, data=data)
+    assert path.stat().st_size < 5000
+    return path
+
+
+@pytest.mark.parametrize("check_crc", [True, False])
+@pytest.mark.parametrize(("side", "dtype"), [(600, np.int16), (500, np.float32)])
+def test_declared_size_a_small_gzip_file_cannot_hold(tmp_path, side, dtype, check_crc):
+    """Under MAX_VOXELS, but 432 or 500 MB from 4 KB: rejected from the header and the file size alone."""
+    path = _bomb(tmp_path / "bomb.nii.gz", side, dtype)
+    need = 352 + side**3 * np.dtype(dtype).itemsize
+    with pytest.raises(
+        NiftiValidationError,
+        match=rf"bomb\.nii\.gz: the header declares shape \({side}, {side}, {side}\) {np.dtype(dtype).name} "
+        rf"\({need} bytes\), more than a {path.stat().st_size}-byte gzip file can hold",
+    ):
+        load_nifti(path, check_crc=check_crc)
+
+
+@pytest.mark.parametrize(("side", "dtype"), [(800, np.int16), (2000, np.float32)])
+def test_volumes_above_max_voxels_are_refused(tmp_path, side, dtype):
+    """The bombs of the issue (1 GB and 32 GB declared in 4 KB) exceed MAX_VOXELS; so would a real such scan."""
+    path = _bomb(tmp_path / "bomb.nii.gz", side, dtype)
+    with pytest.raises(NiftiValidationError, match=rf"bomb\.nii\.gz: shape \({side}, {side}, {side}\) has "
+                       rf"{side**3} voxels, more than art_seg\.data\.nifti\.MAX_VOXELS = 268435456"):  # fmt: skip
+        load_nifti(path)
+
+
+def test_max_voxels_is_the_documented_bound(tmp_path, volume, monkeypatch):
+    path = save(tmp_path / "scan.nii", volume)
+    monkeypatch.setattr(nifti, "MAX_VOXELS", 12 * 12 * 8 - 1)
+    with pytest.raises(NiftiValidationError, match=r"scan\.nii: shape \(12, 12, 8\) has 1152 voxels"):
+        load_nifti(path)
+    monkeypatch.setattr(nifti, "MAX_VOXELS", 12 * 12 * 8)
+    assert load_nifti(path)[0].shape == (12, 12, 8)
+
+
+def test_out_of_memory_while_reading_names_the_file(tmp_path, volume, monkeypatch):
+    path = save(tmp_path / "scan.nii.gz", volume)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(nib.arrayproxy.ArrayProxy, "get_unscaled", no_memory)
+    with pytest.raises(NiftiValidationError, match=r"scan\.nii\.gz: out of memory reading shape \(12, 12, 8\)"):
+        load_nifti(path)
