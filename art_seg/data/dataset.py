@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from art_seg._checks import check_choice, check_number, check_type
-from art_seg.data.discovery import Subject
+from art_seg.data.discovery import Subject, SubjectError, skipped_summary
 from art_seg.data.labels import LabelValueError
 from art_seg.data.loading import ON_ERROR, LoadedSubject, SubjectMeta, load_subject, load_subjects
 from art_seg.data.nifti import NiftiValidationError
@@ -181,7 +181,8 @@ class BraTSDataset(Dataset):
         **load_kwargs: passed to :func:`~art_seg.data.load_subject` (``margin``, ``multiple``, ...).
 
     Raises:
-        ValueError: bad options; in patch mode, a subject without a segmentation.
+        ValueError: bad options; in patch mode, a subject without a segmentation; no subjects.
+        SubjectError: every subject was skipped (how many, and the first reasons).
 
     Example:
         >>> train, val = train_val_split(find_subjects(root), 0.2, seed=0)  # doctest: +SKIP
@@ -225,7 +226,7 @@ class BraTSDataset(Dataset):
             check_type("subject", item, (Subject, LoadedSubject))
         self._cached: list[LoadedSubject] | None = [] if cache else None
         self._foreground: list[np.ndarray | None] = []
-        kept = []
+        kept, skipped = [], []
         for item in items:
             if not (cache or self.sampler is not None):
                 kept.append(item)
@@ -236,7 +237,8 @@ class BraTSDataset(Dataset):
             except (NiftiValidationError, LabelValueError, OSError) as err:
                 if on_error == "raise":
                     raise
-                warnings.warn(f"skipping subject {_subject_id(item)}: {err}", stacklevel=2)
+                skipped.append(f"{_subject_id(item)}: {err}")
+                warnings.warn(f"skipping subject {skipped[-1]}", stacklevel=2)
                 continue
             if self.sampler is not None and loaded.label is None:
                 raise ValueError(f"patch sampling needs segmentations; no label map for {_subject_id(item)}")
@@ -248,8 +250,10 @@ class BraTSDataset(Dataset):
             del loaded
         items = kept
         self.subjects = items
+        if not self.subjects and skipped:
+            raise SubjectError(f"no subjects to build a dataset from: {skipped_summary(skipped, 'subject')}")
         if not self.subjects:
-            raise ValueError("no subjects to build a dataset from (all skipped?)")
+            raise ValueError("no subjects to build a dataset from: subjects is empty")
 
     @property
     def subject_ids(self) -> list[str]:

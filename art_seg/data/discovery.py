@@ -13,8 +13,8 @@ brats2023   ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-t2f.nii.gz`` (t1n t1c t2w 
 
 Modalities are named ``t1``, ``t1ce``, ``t2``, ``flair`` everywhere in ``art_seg``; the 2023 names ``t1n``,
 ``t1c``, ``t2w``, ``t2f`` are read as those. A folder whose file names follow none of these patterns is ignored;
-a subject that lacks a modality is an error (skipped with a warning in batch mode); a subject without a
-segmentation (a validation set) is kept with ``seg=None``, for prediction.
+a subject that lacks a modality, and a folder that cannot be listed, are errors (skipped with a warning in batch
+mode); a subject without a segmentation (a validation set) is kept with ``seg=None``, for prediction.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "SubjectError",
     "find_subjects",
     "normalize_modalities",
+    "skipped_summary",
 ]
 
 #: The four BraTS MR series, in ``art_seg``'s default channel order.
@@ -66,7 +67,21 @@ _SUFFIXES_2023 = frozenset({"t1n", "t1c", "t2w", "t2f"})
 
 
 class SubjectError(ValueError):
-    """A BraTS subject folder is incomplete or ambiguous (message names the folder and the problem)."""
+    """A BraTS subject folder is incomplete, ambiguous or unreadable, or every subject was skipped (the message
+    names the folders and the problems)."""
+
+
+def skipped_summary(reasons: Sequence[str], what: str, shown: int = 3) -> str:
+    """``"N <what>s were skipped: <the first reasons>"``, for the error raised when nothing is left to use.
+
+    Example:
+        >>> skipped_summary(["a: empty file", "b: missing modality"], "subject folder")
+        '2 subject folders were skipped: a: empty file; b: missing modality'
+    """
+    n = len(reasons)
+    counted = f"1 {what} was" if n == 1 else f"{n} {what}s were"
+    more = f"; and {n - shown} more" if n > shown else ""
+    return f"{counted} skipped: " + "; ".join(reasons[:shown]) + more
 
 
 @dataclass(frozen=True)
@@ -176,7 +191,7 @@ def find_subjects(
         modalities: channel order, default ``("t1", "t1ce", "t2", "flair")``; any non-empty subset in any order
             (2023 names are accepted). Files of other modalities are ignored.
         require_seg: treat a subject without a segmentation as an error (for training).
-        on_error: ``"skip"`` warns (naming the subject and the problem) and goes on with the others;
+        on_error: ``"skip"`` warns (naming the subject or folder and the problem) and goes on with the others;
             ``"raise"`` raises the first :class:`SubjectError`.
 
     Returns:
@@ -184,8 +199,10 @@ def find_subjects(
 
     Raises:
         FileNotFoundError: if ``root`` is not a folder.
-        SubjectError: with ``on_error="raise"``, for a subject missing a modality or segmentation, or with
-            two files for one modality or two subjects with one id; always, if no subject is found.
+        SubjectError: with ``on_error="raise"``, for a subject missing a modality or segmentation, with two
+            files for one modality or two subjects with one id, or a folder that cannot be listed (permission);
+            always, if no subject is left: saying how many subject folders were skipped and why, or that none
+            was found.
 
     Example:
         >>> import tempfile
@@ -206,13 +223,18 @@ def find_subjects(
 
     subjects: list[Subject] = []
     seen: dict[str, Subject] = {}
+    skipped: list[str] = []
 
-    def fail(message: str) -> None:
+    def fail(message: str, what: str = "subject") -> None:
         if on_error == "raise":
             raise SubjectError(message)
-        warnings.warn(f"skipping subject: {message}", stacklevel=3)
+        skipped.append(message)
+        warnings.warn(f"skipping {what}: {message}", stacklevel=3)
 
-    for dirpath, dirnames, filenames in os.walk(root):
+    def unreadable(err: OSError) -> None:  # os.walk's onerror: a folder it cannot list
+        fail(f"{err.filename}: cannot read this folder ({type(err).__name__}: {err.strerror or err})", "folder")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames.sort()
         folder = Path(dirpath)
         groups: dict[str, dict[str, list[Path]]] = {}
@@ -249,6 +271,8 @@ def find_subjects(
                 continue
             seen[sid] = subject
             subjects.append(subject)
+    if not subjects and skipped:
+        raise SubjectError(f"{root}: no BraTS subject left: {skipped_summary(skipped, 'subject folder')}")
     if not subjects:
         raise SubjectError(f"{root}: no BraTS subjects found (expected files such as <id>_flair.nii.gz)")
     return sorted(subjects, key=lambda s: s.id)

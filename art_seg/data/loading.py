@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from art_seg._checks import check_choice, check_type
-from art_seg.data.discovery import ON_ERROR, Subject
+from art_seg.data.discovery import ON_ERROR, Subject, SubjectError, skipped_summary
 from art_seg.data.labels import LABEL_CONVENTIONS, LabelValueError, labels_to_classes
 from art_seg.data.nifti import NiftiValidationError, open_nifti, out_of_memory_error, read_volume_into
 from art_seg.data.preprocessing import CropPad, brain_mask, crop_pad_record, zscore_
@@ -247,10 +247,11 @@ def load_subjects(subjects: Iterable[Subject], *, on_error: str = "skip", **kwar
         **kwargs: passed to :func:`load_subject`.
 
     Returns:
-        The loaded subjects, in input order, without the skipped ones.
+        The loaded subjects, in input order, without the skipped ones (an empty input gives ``[]``).
 
     Raises:
         NiftiValidationError, LabelValueError, OSError: with ``on_error="raise"``, the first bad subject's error.
+        SubjectError: every subject was skipped (the message says how many and the first reasons).
         TypeError, ValueError: for invalid options (never skipped).
     """
     return list(iter_subjects(subjects, on_error=on_error, **kwargs))
@@ -260,17 +261,26 @@ def iter_subjects(subjects: Iterable[Subject], *, on_error: str = "skip", **kwar
     """:func:`load_subjects` one subject at a time (one volume in memory): yields each loaded subject in turn.
 
     ``on_error`` is checked now, before the first subject is read; a bad subject is skipped with a warning naming
-    it (``"skip"``) or raises (``"raise"``).
+    it (``"skip"``) or raises (``"raise"``). If every subject was skipped, the iteration ends with a
+    :class:`~art_seg.data.SubjectError` saying how many and why, not with nothing.
     """
     check_choice("on_error", on_error, ON_ERROR)
 
     def loaded() -> Iterator[LoadedSubject]:
+        skipped: list[str] = []
+        n_loaded = 0
         for subject in subjects:
             try:
-                yield load_subject(subject, **kwargs)
+                item = load_subject(subject, **kwargs)
             except (NiftiValidationError, LabelValueError, OSError) as err:
                 if on_error == "raise":
                     raise
-                warnings.warn(f"skipping subject {getattr(subject, 'id', subject)}: {err}", stacklevel=3)
+                skipped.append(f"{getattr(subject, 'id', subject)}: {err}")
+                warnings.warn(f"skipping subject {skipped[-1]}", stacklevel=3)
+                continue
+            n_loaded += 1
+            yield item
+        if skipped and not n_loaded:
+            raise SubjectError(f"no subject could be loaded: {skipped_summary(skipped, 'subject')}")
 
     return loaded()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.openers import Opener
 
 from art_seg._checks import check_type
 
@@ -108,6 +109,13 @@ def check_gzip_integrity(path: str | os.PathLike) -> None:
     _gzip_data_size(Path(path))
 
 
+def _stored_spacing(path: Path, img: nib.Nifti1Image) -> tuple[float, ...]:
+    """``pixdim[1:4]`` as stored: nibabel's loader turns a 0 into 1 and a negative into its absolute value."""
+    with Opener(path) as stream:
+        header = type(img.header).from_fileobj(stream, check=False)
+    return tuple(float(z) for z in header["pixdim"][1:4])
+
+
 def _check_data_size(path: Path, img: nib.Nifti1Image, check_crc: bool) -> None:
     """Check that the file holds exactly the voxel bytes its header declares, before any voxel is read.
 
@@ -144,7 +152,7 @@ def _check_data_size(path: Path, img: nib.Nifti1Image, check_crc: bool) -> None:
 
 
 def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1Image:
-    """Open a NIfTI file lazily after checking it: exists, not empty, gzip intact, a 3D volume.
+    """Open a NIfTI file lazily after checking it: exists, not empty, gzip intact, a 3D volume, a usable spacing.
 
     Only the header is read (plus one streaming pass over a ``.gz`` file for the CRC check and its decompressed
     size); voxels are read later with :func:`read_volume_into` or :func:`load_nifti`. The file must hold exactly
@@ -162,8 +170,8 @@ def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1
 
     Raises:
         NiftiValidationError: with the path and the problem (missing, empty, truncated, corrupt, not NIfTI,
-            not 3D, more than :data:`MAX_VOXELS` voxels, non-finite affine, data size other than the header
-            declares).
+            not 3D, more than :data:`MAX_VOXELS` voxels, non-finite affine, voxel spacing not finite and
+            positive, data size other than the header declares).
     """
     check_type("path", path, (str, os.PathLike))
     path = Path(path)
@@ -191,6 +199,9 @@ def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1
         )
     if not np.all(np.isfinite(img.affine)):
         raise NiftiValidationError(path, f"affine holds NaN or Inf:\n{img.affine}")
+    spacing = _stored_spacing(path, img)
+    if not all(np.isfinite(z) and z > 0 for z in spacing):
+        raise NiftiValidationError(path, f"voxel spacing (pixdim[1:4]) must be finite and > 0, got {spacing}")
     _check_data_size(path, img, check_crc)
     return img
 

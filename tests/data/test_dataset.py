@@ -10,6 +10,7 @@ import torch
 from art_seg.data import (
     IGNORE_INDEX,
     BraTSDataset,
+    SubjectError,
     find_subjects,
     load_arrays,
     load_subjects,
@@ -99,6 +100,18 @@ def test_dataset_skips_a_bad_subject(root):
     with pytest.warns(UserWarning, match=r"skipping subject BraTS20_Training_003: .*_t2\.nii\.gz: empty file"):
         ds = BraTSDataset(find_subjects(root), patch_size=4)
     assert ds.subject_ids == ["BraTS20_Training_001", "BraTS20_Training_002", "BraTS20_Training_004"]
+
+
+def test_dataset_of_only_bad_subjects_says_how_many_and_why(root):
+    for k in (1, 2, 3, 4):
+        (root / f"BraTS20_Training_00{k}" / f"BraTS20_Training_00{k}_t2.nii.gz").write_bytes(b"")
+    with pytest.warns(UserWarning, match="skipping subject"):
+        with pytest.raises(SubjectError, match=r"no subjects to build a dataset from: 4 subjects were skipped: "
+                           r"BraTS20_Training_001: .*_t2\.nii\.gz: empty file.*; and 1 more$"):  # fmt: skip
+            BraTSDataset(find_subjects(root))
+    with pytest.warns(UserWarning, match="skipping subject"):
+        with pytest.raises(SubjectError, match=r"no subject could be loaded: 4 subjects were skipped"):
+            load_arrays(find_subjects(root))
 
 
 def test_load_arrays_for_art(root):

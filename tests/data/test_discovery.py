@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 
 from art_seg.data import Subject, SubjectError, find_subjects
@@ -112,3 +115,47 @@ def test_subject_is_hashable_and_comparable(tmp_path):
     a = find_subjects(tmp_path)[0]
     b = find_subjects(tmp_path)[0]
     assert isinstance(a, Subject) and a == b and len({a, b}) == 1
+
+
+def _unreadable(monkeypatch, folder) -> None:
+    """Make ``folder`` unlistable. The tests run as root, for whom chmod 000 does not stop a listing, so the
+    permission error is simulated: os.scandir (which os.walk calls) raises it for that folder only."""
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == os.fspath(folder):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_unreadable_subject_folder_is_skipped_with_a_warning(tmp_path, monkeypatch):
+    write_subject(tmp_path, subject_id="BraTS20_Training_001")
+    write_subject(tmp_path, subject_id="BraTS20_Training_002")
+    locked = tmp_path / "BraTS20_Training_002"
+    _unreadable(monkeypatch, locked)
+    with pytest.warns(UserWarning, match=rf"skipping folder: {locked}: cannot read this folder \(PermissionError: "
+                      r"Permission denied\)") as record:  # fmt: skip
+        subjects = find_subjects(tmp_path)
+    assert len(record) == 1
+    assert [s.id for s in subjects] == ["BraTS20_Training_001"]
+    with pytest.raises(SubjectError, match=rf"{locked}: cannot read this folder \(PermissionError"):
+        find_subjects(tmp_path, on_error="raise")
+
+
+def test_every_subject_skipped_says_how_many_and_why(tmp_path, monkeypatch):
+    for k in (1, 2, 3, 4, 5):
+        written = write_subject(tmp_path, subject_id=f"BraTS20_Training_00{k}")
+        if k != 3:
+            written["flair"].unlink()
+    _unreadable(monkeypatch, tmp_path / "BraTS20_Training_003")
+    with pytest.warns(UserWarning, match="skipping"):
+        with pytest.raises(
+            SubjectError,
+            match=rf"^{tmp_path}: no BraTS subject left: 5 subject folders were skipped: "
+            r".*BraTS20_Training_001: missing modality \['flair'\].*; "
+            r".*BraTS20_Training_002: missing modality \['flair'\].*; "
+            r".*BraTS20_Training_003: cannot read this folder \(PermissionError: Permission denied\); and 2 more$",
+        ):
+            find_subjects(tmp_path)

@@ -16,12 +16,14 @@ import pytest
 from art_seg.data import (
     LabelValueError,
     NiftiValidationError,
+    SubjectError,
     find_subjects,
+    iter_subjects,
     load_subject,
     load_subjects,
 )
 from art_seg.data import loading
-from tests.data.builders import AFFINE, LAYOUTS, save, write_subject
+from tests.data.builders import AFFINE, LAYOUTS, craft, save, write_subject
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,9 +153,15 @@ def _damage(written: dict, kind: str) -> None:
         save(written["t1ce"], np.ones((12, 12, 8, 2)), dtype=np.int16)
     elif kind == "label":
         save(written["seg"], np.full((12, 12, 8), 7), dtype=np.uint8)
+    elif kind == "nan spacing":  # aborted a whole `evaluate --hd95` run before issue 12.13
+        craft(written["t2"], written["image"][2].astype(np.int16), pixdim=(1.0, np.nan, 1.0))
+    elif kind == "half volume":  # every file's header says 4 of its 8 slices: half loaded, silently, before 12.9
+        for c, key in enumerate(("t1", "t1ce", "t2", "flair")):
+            craft(written[key], written["image"][c].astype(np.int16), dim=(12, 12, 4))
+        craft(written["seg"], written["label"], dim=(12, 12, 4))
 
 
-@pytest.mark.parametrize("kind", ["empty", "truncated", "crc", "4d", "label"])
+@pytest.mark.parametrize("kind", ["empty", "truncated", "crc", "4d", "label", "nan spacing", "half volume"])
 def test_batch_skips_only_the_bad_subject(tmp_path, kind):
     for k in (1, 2, 3):
         written = write_subject(tmp_path, subject_id=f"BraTS20_Training_00{k}", seed=k)
@@ -219,8 +227,6 @@ def test_no_float64_anywhere_in_the_result(tmp_path):
 
 
 def test_iter_subjects_checks_on_error_before_reading_anything() -> None:
-    from art_seg.data import iter_subjects
-
     with pytest.raises(ValueError, match=r"on_error must be one of \('skip', 'raise'\), got 'ignore'"):
         iter_subjects(iter(()), on_error="ignore")  # raises on the call, not at the first next()
 
@@ -277,3 +283,20 @@ def test_out_of_memory_anywhere_in_loading_skips_the_subject(tmp_path, monkeypat
                       r"memory loading subject BraTS20_Training_002 \(Unable to allocate 1\.00 GiB"):  # fmt: skip
         loaded = load_subjects(subjects, multiple=4)
     assert [item.meta.subject_id for item in loaded] == ["BraTS20_Training_001", "BraTS20_Training_003"]
+
+
+def test_every_subject_skipped_says_how_many_and_why(tmp_path):
+    """Before issue 12.13 the iteration just ended: `art-seg attack` wrote 0 subjects and exited 0."""
+    for k, kind in ((1, "nan spacing"), (2, "empty"), (3, "half volume")):
+        _damage(write_subject(tmp_path, subject_id=f"BraTS20_Training_00{k}", seed=k), kind)
+    subjects = find_subjects(tmp_path)
+    with pytest.warns(UserWarning, match="skipping subject"):
+        with pytest.raises(
+            SubjectError,
+            match=r"^no subject could be loaded: 3 subjects were skipped: "
+            r"BraTS20_Training_001: .*_t2\.nii\.gz: voxel spacing .*; "
+            r"BraTS20_Training_002: .*_t1\.nii\.gz: empty file .*; "
+            r"BraTS20_Training_003: .*_t1\.nii\.gz: data block larger than the header declares",
+        ):
+            list(iter_subjects(subjects))
+    assert list(iter_subjects([])) == [] and load_subjects([]) == []  # nothing given: nothing skipped, no error

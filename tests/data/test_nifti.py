@@ -221,6 +221,17 @@ def test_max_voxels_is_the_documented_bound(tmp_path, volume, monkeypatch):
     assert load_nifti(path)[0].shape == (12, 12, 8)
 
 
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 0.0, -1.0])
+def test_non_finite_or_non_positive_voxel_spacing(tmp_path, volume, ext, bad):
+    """A NaN pixdim (the affine comes from the sform, so it stays finite) would reach HD95 as a NaN spacing."""
+    path = craft(tmp_path / f"spacing{ext}", volume, pixdim=(1.0, bad, 1.0))
+    name = path.name.replace(".", r"\.")
+    with pytest.raises(NiftiValidationError, match=rf"{name}: voxel spacing \(pixdim\[1:4\]\) must be finite "
+                       rf"and > 0, got \(1\.0, {bad}, 1\.0\)"):  # fmt: skip
+        load_nifti(path)
+
+
 def test_out_of_memory_while_reading_names_the_file(tmp_path, volume, monkeypatch):
     path = save(tmp_path / "scan.nii.gz", volume)
 
