@@ -1,5 +1,5 @@
-"""Robustness evaluation: attack sweeps with resumable results, the study-style report and plots, the
-gradient-masking check, and attack benchmarks."""
+"""Robustness evaluation: attack sweeps with resumable results, the study-style report and plots, and the
+gradient-masking check."""
 
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec, attack_spec
 from art_seg.evaluation.gradient_masking import MaskingCheck, gradient_masking_check

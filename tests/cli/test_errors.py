@@ -94,7 +94,8 @@ def test_every_failure_is_one_line_and_a_non_zero_exit(monkeypatch, capsys, erro
 
 def test_output_folder_under_a_file(tmp_path, model, data, capsys) -> None:
     (tmp_path / "file").write_text("a file, not a folder")
-    argv = ["attack", "--model", str(model), "--input", str(data), "--quiet", "--output", str(tmp_path / "file" / "sub")]
+    output = tmp_path / "file" / "sub"  # NotADirectoryError
+    argv = ["attack", "--model", str(model), "--input", str(data), "--quiet", "--output", str(output)]
     assert main(argv) == 1
     assert "file/sub' is not writable" in one_error_line(capsys, "attack")
 
