@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="art-seg",
         description="Adversarial robustness of segmentation networks (3D medical first), on IBM's ART. "
         "Start with 'art-seg demo'.",
+        epilog="Exit status: 0 done; 1 the run failed (one line on stderr names the file and the problem); 2 a usage "
+        "error (a command-line value); 130 interrupted (run the same command again to resume).",
     )
     parser.add_argument("--version", action="version", version=f"art-seg {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -92,6 +92,12 @@ def test_every_failure_is_one_line_and_a_non_zero_exit(monkeypatch, capsys, erro
     assert "False" not in line and "safe_globals" not in line and "\x1b" not in line
 
 
+def test_help_states_the_exit_statuses(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "Exit status: 0 done; 1 the run failed" in " ".join(capsys.readouterr().out.split())
+
+
 def test_output_folder_under_a_file(tmp_path, model, data, capsys) -> None:
     (tmp_path / "file").write_text("a file, not a folder")
     output = tmp_path / "file" / "sub"  # NotADirectoryError
@@ -111,7 +117,8 @@ def read_only_from_now_on(monkeypatch):
 
 def test_read_only_output_gives_one_line_naming_the_file(tmp_path, model, data, monkeypatch, capsys) -> None:
     read_only_from_now_on(monkeypatch)
-    argv = ["attack", "--model", str(model), "--input", str(data), "--iterations", "1", "--quiet",
+    subject = find_subjects(data)[0].paths["t1"].parent  # one subject is enough
+    argv = ["attack", "--model", str(model), "--input", str(subject), "--attack", "fgsm", "--quiet",
             "--output", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 1
     line = one_error_line(capsys, "attack")
