@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from art_seg.evaluation.attack_benchmark import BenchmarkConfig, format_report, run_attack_benchmark
+from attack_benchmark import BenchmarkConfig, format_report, run_attack_benchmark  # examples/attack_benchmark.py
 
 
 def main() -> None:

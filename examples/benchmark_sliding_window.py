@@ -1,7 +1,7 @@
 """Peak memory of sliding-window gradients on a whole BraTS-sized volume, on the CPU.
 
 Measures, each in a fresh spawned process (peak resident set size from ``/proc/self/status`` with glibc's mmap
-threshold fixed at 64 KiB, as :mod:`art_seg.evaluation.attack_benchmark` does):
+threshold fixed at 64 KiB: ``attack_benchmark.in_fresh_process`` in this folder):
 
 - one ``loss_gradient`` of a :class:`~art_seg.estimators.PyTorchSegmenter` with a sliding window;
 - an ``--iterations``-step :class:`~art_seg.attacks.IterativeFGSM` through that estimator;
@@ -20,15 +20,13 @@ Model: ``UNet3D(4, 4, base_filters=8, depth=3)`` (random weights, eval mode), cr
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from art_seg.evaluation.attack_benchmark import _rss_kib
+from attack_benchmark import in_fresh_process, rss_kib  # examples/attack_benchmark.py
 
 SHAPE = (4, 240, 240, 155)
 GIB = 2**30
@@ -70,28 +68,19 @@ def _measure(workload: str, spatial: tuple[int, ...], roi: int | None, args: dic
     else:
         run = lambda: estimator.loss_gradient(x, y)  # noqa: E731
     Path("/proc/self/clear_refs").write_text("5")  # resets the peak resident set size to the current one
-    baseline = _rss_kib("VmRSS")
+    baseline = rss_kib("VmRSS")
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
-    peak = _rss_kib("VmHWM")
+    peak = rss_kib("VmHWM")
     return {"seconds": seconds, "above_baseline_bytes": (peak - baseline) * 1024, "peak_bytes": peak * 1024}
 
 
 def _in_fresh_process(*arguments) -> dict[str, float] | str:
-    context = multiprocessing.get_context("spawn")
-    previous = os.environ.get("MALLOC_MMAP_THRESHOLD_")
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"  # read by glibc when each fresh process starts
     try:
-        with context.Pool(1) as pool:
-            return pool.apply(_measure, arguments)
+        return in_fresh_process(_measure, *arguments)
     except Exception as error:  # a worker killed for memory surfaces as an exception or a broken pool
         return f"failed: {type(error).__name__}: {error}"
-    finally:
-        if previous is None:
-            del os.environ["MALLOC_MMAP_THRESHOLD_"]
-        else:
-            os.environ["MALLOC_MMAP_THRESHOLD_"] = previous
 
 
 def _line(name: str, result: dict[str, float] | str) -> str:

@@ -4,22 +4,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from art_seg._checks import check_number
 from art_seg.cli.common import (
     add_common_arguments,
     add_inference_arguments,
     apply_inference_arguments,
+    checking_arguments,
+    load_model,
     setup,
     write_json,
 )
-from art_seg.data import find_subjects, iter_subjects, write_perturbation, write_prediction, write_volume
-from art_seg.defences import load_segmenter
+from art_seg.data import (
+    SubjectMeta,
+    find_subjects,
+    iter_subjects,
+    write_perturbation,
+    write_prediction,
+    write_volume,
+)
+from art_seg.estimators import PyTorchSegmenter
 from art_seg.evaluation._files import writable_folder
-from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
+from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec, attack_spec
 from art_seg.metrics import dice_per_region
 
 
@@ -30,7 +43,8 @@ def add_parser(subparsers: Any) -> None:
         description="Load a model.pt (from 'art-seg train' or 'art-seg demo'), attack each subject under --input "
         "(one subject folder or a folder of them) inside its brain mask, and write per subject, over the source "
         "scans: the adversarial image (one file per modality, scanner units), the perturbation, and the clean and "
-        "adversarial predictions (BraTS label values). Dice is printed where a segmentation exists.",
+        "adversarial predictions (BraTS label values). Dice is printed where a segmentation exists. A subject that "
+        "cannot be read is skipped with a warning; the command fails when every subject is skipped.",
     )
     parser.add_argument("--model", required=True, help="model.pt to attack")
     parser.add_argument("--input", required=True, help="a BraTS subject folder, or a folder of subjects")
@@ -44,42 +58,71 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> None:
     device_type = setup(args)
-    spec = attack_spec(args.attack, iterations=args.iterations)
-    if not args.eps > 0:
-        raise ValueError(f"--eps must be > 0, got {args.eps}")
+    with checking_arguments():
+        spec = attack_spec(args.attack, iterations=args.iterations)
+        check_number("--eps", args.eps, low=0, low_inclusive=False)
     output = writable_folder(args.output)
-    segmenter, checkpoint = load_segmenter(args.model, device_type=device_type)
+    segmenter, multiple = load_model(args.model, device_type)
     apply_inference_arguments(segmenter, args)
-    multiple = 2 ** int(checkpoint["architecture"]["config"].get("depth", 4))
     subjects = find_subjects(args.input)
     if not subjects:
         raise ValueError(f"no BraTS subjects found under --input {args.input!r}")
     attack = spec.build(segmenter, args.eps)
-    summary = []
-    loaded = iter_subjects(subjects, multiple=multiple)
+    summary, skipped = [], []
+    loaded = recording_warnings(iter_subjects(subjects, multiple=multiple), skipped)
     for image, label, meta in tqdm(loaded, total=len(subjects), desc="art-seg attack", disable=args.quiet):
-        x = image[None]
-        clean = segmenter.predict(x, batch_size=1).argmax(1)[0]
-        target = clean[None] if label is None else label[None]
-        y = spec.target(target) if spec.target is not None else target
-        mask = np.broadcast_to(meta.brain_mask[None, None], x.shape).astype(np.float32)
-        x_adv = attack.generate(x, y, mask=mask) if spec.masked else attack.generate(x, y)
-        adversarial = segmenter.predict(x_adv, batch_size=1).argmax(1)[0]
-        folder = output / meta.subject_id
-        write_volume(folder / f"{meta.subject_id}_adversarial.nii.gz", x_adv[0], meta, per_modality=True)
-        write_perturbation(folder / f"{meta.subject_id}_perturbation.nii.gz", x_adv[0] - image, meta)
-        write_prediction(folder / f"{meta.subject_id}_prediction_clean.nii.gz", clean, meta)
-        write_prediction(folder / f"{meta.subject_id}_prediction_adversarial.nii.gz", adversarial, meta)
-        entry: dict[str, Any] = {"subject": meta.subject_id, "attack": spec.name, "eps": args.eps}
-        if label is not None:
-            entry["dice_clean"] = dice_per_region(clean, label)
-            entry["dice_adversarial"] = dice_per_region(adversarial, label)
-            print(
-                f"{meta.subject_id}: Dice "
-                + json.dumps(entry["dice_clean"])
-                + " -> "
-                + json.dumps(entry["dice_adversarial"])
-            )
-        summary.append(entry)
+        summary.append(attack_subject(segmenter, attack, spec, args.eps, image, label, meta, output))
+    n_skipped = len(subjects) - len(summary)
+    if not summary:
+        reason = f"; the first: {skipped[0]}" if skipped else ""
+        raise ValueError(f"all {n_skipped} subject(s) under --input {args.input!r} were skipped{reason}")
     write_json(output / "attack_summary.json", summary)
-    print(f"wrote {len(summary)} subjects to {output}")
+    skipped_text = f"; skipped {n_skipped} that could not be read (see the warnings)" if n_skipped else ""
+    print(f"wrote {len(summary)} subject(s) to {output}{skipped_text}")
+
+
+def recording_warnings(items: Iterator[Any], messages: list[str]) -> Iterator[Any]:
+    """``items``, with the text of every warning raised while the next item is produced (the loader's warning
+    for each subject it skips) appended to ``messages``; each warning is still issued as usual."""
+    while True:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            item = next(items, None)
+        for warning in caught:
+            messages.append(str(warning.message))
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        if item is None:
+            return
+        yield item
+
+
+def attack_subject(
+    segmenter: PyTorchSegmenter,
+    attack: Any,
+    spec: AttackSpec,
+    eps: float,
+    image: np.ndarray,
+    label: np.ndarray | None,
+    meta: SubjectMeta,
+    output: Path,
+) -> dict[str, Any]:
+    """Attack one loaded subject; write its adversarial image, perturbation and predictions; its summary entry."""
+    x = image[None]
+    clean = segmenter.predict(x, batch_size=1).argmax(1)[0]
+    target = clean[None] if label is None else label[None]
+    y = spec.target(target) if spec.target is not None else target
+    mask = np.broadcast_to(meta.brain_mask[None, None], x.shape).astype(np.float32)
+    x_adv = attack.generate(x, y, mask=mask) if spec.masked else attack.generate(x, y)
+    adversarial = segmenter.predict(x_adv, batch_size=1).argmax(1)[0]
+    folder = output / meta.subject_id
+    write_volume(folder / f"{meta.subject_id}_adversarial.nii.gz", x_adv[0], meta, per_modality=True)
+    write_perturbation(folder / f"{meta.subject_id}_perturbation.nii.gz", x_adv[0] - image, meta)
+    write_prediction(folder / f"{meta.subject_id}_prediction_clean.nii.gz", clean, meta)
+    write_prediction(folder / f"{meta.subject_id}_prediction_adversarial.nii.gz", adversarial, meta)
+    entry: dict[str, Any] = {"subject": meta.subject_id, "attack": spec.name, "eps": eps}
+    if label is not None:
+        entry["dice_clean"] = dice_per_region(clean, label)
+        entry["dice_adversarial"] = dice_per_region(adversarial, label)
+        dice = json.dumps(entry["dice_clean"]) + " -> " + json.dumps(entry["dice_adversarial"])
+        print(f"{meta.subject_id}: Dice {dice}")
+    return entry

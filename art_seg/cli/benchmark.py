@@ -8,10 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from art_seg.cli.common import add_common_arguments, add_phantom_arguments, setup, subjects_or_phantom, write_json
+from art_seg._checks import check_number
+from art_seg.cli.common import (
+    add_common_arguments,
+    add_phantom_arguments,
+    checking_arguments,
+    load_model,
+    setup,
+    subjects_or_phantom,
+    write_json,
+)
 from art_seg.cli.train import add_training_arguments, new_segmenter, train
 from art_seg.data import REGIONS, load_arrays, train_val_split
-from art_seg.defences import load_segmenter
 from art_seg.evaluation._files import writable_folder
 from art_seg.evaluation.attack_specs import attack_spec
 from art_seg.metrics import mean_dice_per_region
@@ -39,27 +47,27 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> None:
     device_type = setup(args)
+    with checking_arguments():
+        specs = {name: attack_spec(name, iterations=args.iterations) for pair in PAIRS for name in pair}
+        check_number("--eps", args.eps, low=0, low_inclusive=False)
     output = writable_folder(args.output)
     subjects = subjects_or_phantom(args, output / "phantom")
     train_subjects, test_subjects = train_val_split(subjects, args.val_fraction, seed=args.seed)
     if args.model:
-        segmenter, checkpoint = load_segmenter(args.model, device_type=device_type)
-        depth = int(checkpoint["architecture"]["config"].get("depth", 4))
+        segmenter, multiple = load_model(args.model, device_type)
     else:
-        depth = args.depth
-        x, y, _ = load_arrays(train_subjects, multiple=2**depth)
+        multiple = 2**args.depth
+        x, y, _ = load_arrays(train_subjects, multiple=multiple)
         segmenter = new_segmenter(x.shape[1:], args, device_type)
         train("none", segmenter, (x, y), None, args, output / "checkpoints")
-    x_test, y_test, metas = load_arrays(test_subjects, multiple=2**depth)
+    x_test, y_test, metas = load_arrays(test_subjects, multiple=multiple)
     mask = np.broadcast_to(np.stack([m.brain_mask for m in metas])[:, None], x_test.shape).astype(np.float32)
 
     def dice(x_in: np.ndarray) -> dict[str, float]:
         return mean_dice_per_region(segmenter.predict(x_in, batch_size=1).argmax(1), y_test)
 
     results = {"clean": {"dice": dice(x_test)}}
-    names = [name for pair in PAIRS for name in pair]
-    for name in dict.fromkeys(names):
-        spec = attack_spec(name, iterations=args.iterations)
+    for name, spec in specs.items():
         attack = spec.build(segmenter, args.eps)
         steps = 1 if name in ("fgsm", "fgm") else args.iterations
         start = time.perf_counter()

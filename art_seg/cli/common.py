@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +14,24 @@ import torch
 
 from art_seg import distributed
 from art_seg.data import Subject, find_subjects, make_brats_phantom
-from art_seg.evaluation._files import atomic_write_text
+from art_seg.defences import load_segmenter
+from art_seg.estimators import PyTorchSegmenter
+from art_seg.evaluation._files import atomic_write_files
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
 class CommandError(Exception):
-    """A user error in a command's arguments or inputs: printed as ``art-seg <command>: error: ...``, exit 2."""
+    """A command-line value that cannot be used (a usage error): ``art-seg <command>: error: ...``, exit status 2."""
+
+
+@contextmanager
+def checking_arguments() -> Iterator[None]:
+    """Report the ``ValueError`` or ``TypeError`` of checks on command-line values as a :class:`CommandError`."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        raise CommandError(str(error)) from error
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, output: str) -> None:
@@ -60,7 +73,7 @@ def subjects_or_phantom(args: argparse.Namespace, folder: Path) -> list[Subject]
     settings = {"n_subjects": args.subjects, "shape": list(args.shape), "seed": args.seed}
     if not marker.is_file() or json.loads(marker.read_text()) != settings:
         make_brats_phantom(folder, n_subjects=args.subjects, shape=tuple(args.shape), seed=args.seed)
-        atomic_write_text(marker, json.dumps(settings) + "\n")  # written last: the phantom is complete
+        write_json(marker, settings)  # written last: the phantom is complete
     return find_subjects(folder)
 
 
@@ -80,8 +93,25 @@ def add_phantom_arguments(parser: argparse.ArgumentParser, subjects: int) -> Non
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Write ``value`` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+    """Write ``value`` as indented JSON, atomically (an ``OSError`` names ``path``)."""
+    atomic_write_files({path: (json.dumps(value, indent=2) + "\n").encode("utf-8")})
+
+
+def load_model(path: str | Path, device_type: str) -> tuple[PyTorchSegmenter, int]:
+    """The segmenter of a ``model.pt`` and the multiple its input sizes must have (``2 ** depth``).
+
+    Raises:
+        FileNotFoundError: no file.
+        ValueError: the file is damaged or not an art_seg model, or its content is malformed (a missing or
+            mistyped entry), naming the file.
+    """
+    try:
+        segmenter, checkpoint = load_segmenter(path, device_type=device_type)
+        depth = int(checkpoint["architecture"]["config"].get("depth", 4))
+    except (KeyError, TypeError, AttributeError, IndexError) as error:
+        problem = f"missing entry {error.args[0]!r}" if isinstance(error, KeyError) else str(error)
+        raise ValueError(f"model {str(path)!r} is not a usable art_seg model: {problem}") from error
+    return segmenter, 2**depth
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:

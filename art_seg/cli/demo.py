@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from art_seg._checks import check_number
-from art_seg.cli.common import add_common_arguments, add_phantom_arguments, setup, subjects_or_phantom
+from art_seg.cli.common import (
+    add_common_arguments,
+    add_phantom_arguments,
+    checking_arguments,
+    setup,
+    subjects_or_phantom,
+)
 from art_seg.cli.train import add_training_arguments, new_segmenter, save_model, train
 from art_seg.data import REGION_CLASSES, load_arrays, train_val_split
 from art_seg.defences import copy_segmenter
@@ -63,12 +69,13 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     device_type = setup(args)
+    with checking_arguments():  # every check before the long work starts
+        evaluator_attacks = [attack_spec(name, iterations=args.iterations) for name in ATTACKS]
+        for eps in args.eval_eps:
+            check_number("--eval-eps", eps, low=0, low_inclusive=False)
+        for name in ("epochs", "defence_epochs", "batch_size"):
+            check_number(f"--{name.replace('_', '-')}", getattr(args, name), low=1, integer=True)
     output = writable_folder(args.output)
-    evaluator_attacks = [attack_spec(name, iterations=args.iterations) for name in ATTACKS]
-    for eps in args.eval_eps:  # every check before the long work starts
-        check_number("eps", eps, low=0, low_inclusive=False)
-    for name in ("epochs", "defence_epochs", "batch_size"):
-        check_number(f"--{name.replace('_', '-')}", getattr(args, name), low=1, integer=True)
     subjects = subjects_or_phantom(args, output / "phantom")
     train_subjects, test_subjects = train_val_split(subjects, args.val_fraction, seed=args.seed)
     x, y, _ = load_arrays(train_subjects, multiple=2**args.depth)

@@ -7,9 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from art_seg import distributed
-from art_seg.cli.common import add_common_arguments, add_inference_arguments, apply_inference_arguments, setup
+from art_seg._checks import check_number
+from art_seg.cli.common import (
+    CommandError,
+    add_common_arguments,
+    add_inference_arguments,
+    apply_inference_arguments,
+    checking_arguments,
+    load_model,
+    setup,
+)
 from art_seg.data import find_subjects
-from art_seg.defences import load_segmenter
 from art_seg.evaluation import RobustnessEvaluator, samples_from_subjects, write_report
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
 
@@ -53,16 +61,19 @@ def parse_models(values: list[str]) -> dict[str, Path]:
         path_ = Path(path)
         name = name or path_.parent.name or path_.stem
         if name in models:
-            raise ValueError(f"--model names must be unique, {name!r} is given twice")
+            raise CommandError(f"--model names must be unique, {name!r} is given twice")
         models[name] = path_
     return models
 
 
 def run(args: argparse.Namespace) -> None:
     device_type = setup(args)
-    specs = [attack_spec(name, iterations=args.iterations) for name in args.attacks]  # unknown names fail here
+    with checking_arguments():
+        specs = [attack_spec(name, iterations=args.iterations) for name in args.attacks]  # unknown names fail here
+        for eps in args.eps:
+            check_number("--eps", eps, low=0, low_inclusive=False)
     paths = parse_models(args.model)
-    models = {name: load_segmenter(path, device_type=device_type) for name, path in paths.items()}
+    models = {name: load_model(path, device_type) for name, path in paths.items()}
     for segmenter, _ in models.values():
         apply_inference_arguments(segmenter, args)
     evaluator = RobustnessEvaluator(
@@ -74,11 +85,11 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         verbose=not args.quiet,
     )
-    depth = max(int(ckpt["architecture"]["config"].get("depth", 4)) for _, ckpt in models.values())
+    multiple = max(m for _, m in models.values())
     subjects = find_subjects(args.data)
     if not subjects:
         raise ValueError(f"no BraTS subjects found under --data {args.data!r}")
-    rows = evaluator.run(samples_from_subjects(subjects, multiple=2**depth), args.output)
+    rows = evaluator.run(samples_from_subjects(subjects, multiple=multiple), args.output)
     if distributed.rank() == 0:  # under torchrun every rank evaluated its share; one writes the report
         report = write_report(rows, args.output, title="art-seg robustness report")
         print(f"{len(rows)} results in {args.output}\nreport: {report}")

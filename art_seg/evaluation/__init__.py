@@ -1,16 +1,11 @@
-"""Robustness evaluation: attack sweeps with resumable results, the study-style report and plots, the
-gradient-masking check, and attack benchmarks."""
+"""Robustness evaluation: attack sweeps with resumable results, the study-style report and plots, and the
+gradient-masking check."""
 
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec, attack_spec
 from art_seg.evaluation.gradient_masking import MaskingCheck, gradient_masking_check
-from art_seg.evaluation.report import (
-    ConditionSummary,
-    plot_overlay,
-    plot_robustness_curves,
-    study_table,
-    summarise,
-    write_report,
-)
+from art_seg.evaluation.markdown import study_table
+from art_seg.evaluation.plots import plot_overlay, plot_robustness_curves
+from art_seg.evaluation.report import write_report
 from art_seg.evaluation.robustness import (
     EvaluationSample,
     RobustnessEvaluator,
@@ -18,6 +13,7 @@ from art_seg.evaluation.robustness import (
     samples_from_arrays,
     samples_from_subjects,
 )
+from art_seg.evaluation.summary import ConditionSummary, summarise
 
 __all__ = [
     "ATTACK_NAMES",

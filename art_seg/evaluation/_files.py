@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from art_seg._checks import check_type
 
-__all__ = ["atomic_savefig", "atomic_write_bytes", "atomic_write_text", "writable_folder"]
+__all__ = ["atomic_savefig", "atomic_write_bytes", "atomic_write_files", "atomic_write_text", "writable_folder"]
 
 PathLike = str | os.PathLike[str]
 
@@ -125,3 +125,54 @@ def writable_folder(output_dir: Any) -> Path:
     except OSError as error:
         raise ValueError(f"output folder {str(folder)!r} is not writable: {error}") from error
     return folder
+
+
+def atomic_write_files(files: Mapping[PathLike, bytes]) -> list[Path]:
+    """Write several files as one step: no destination is replaced unless every new file was written completely.
+
+    Each content is first written to a temporary file next to its destination (flushed and synced); only when
+    all are complete are they renamed onto their destinations, in the order given (put the file whose presence
+    marks a complete set, e.g. ``report.md``, last). A full disk, a read-only folder or any other error while
+    writing leaves every destination as it was and removes every temporary file. The renames need no space; an
+    error in them (the destination folder vanished, say) can leave the files before it replaced.
+
+    Args:
+        files: destination path -> complete new content; each destination's folder must exist.
+
+    Returns:
+        The destinations as :class:`~pathlib.Path`, in order.
+
+    Raises:
+        OSError: the first write error, re-raised with the destination's path as ``filename`` (an error while
+            writing data carries no file name of its own, and the temporary file's name would mislead).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> [p.name for p in atomic_write_files({folder / "a.csv": b"x\\n", folder / "a.md": b"# a\\n"})]
+        ['a.csv', 'a.md']
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for destination, data in files.items():
+            destination = Path(destination)
+            try:
+                temporary, handle = _open_temporary(destination)
+                staged.append((temporary, destination))
+                with handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as error:
+                if error.errno is None:
+                    raise
+                raise OSError(error.errno, error.strerror, str(destination)) from error
+        for temporary, destination in staged:
+            os.replace(temporary, destination)
+    except BaseException:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        raise
+    for folder in dict.fromkeys(destination.parent for _, destination in staged):
+        _sync_folder(folder)
+    return [destination for _, destination in staged]

@@ -100,7 +100,7 @@ def test_train_attack_evaluate_and_benchmark(tmp_path, capsys) -> None:
     assert main(["train", *TINY, "--data", str(data), "--epochs", "1", "--output", str(train)]) == 0
     assert (train / "model.pt").is_file() and (train / "history.json").is_file()
     # a second train into the same folder must be told to resume
-    assert main(["train", *TINY, "--data", str(data), "--epochs", "1", "--output", str(train)]) == 2
+    assert main(["train", *TINY, "--data", str(data), "--epochs", "1", "--output", str(train)]) == 1
     assert "pass --resume" in capsys.readouterr().err
     assert main(["train", *TINY, "--data", str(data), "--epochs", "2", "--resume", "--output", str(train)]) == 0
 
@@ -190,13 +190,15 @@ def test_train_attack_evaluate_and_benchmark(tmp_path, capsys) -> None:
 def test_bad_input_gives_clear_errors_and_no_report(tmp_path, capsys) -> None:
     data = tmp_path / "data"
     make_brats_phantom(data, n_subjects=2, shape=(24, 24, 16), seed=2)
-    cases = [
-        (["evaluate", "--model", "m.pt", "--data", str(data), "--attacks", "deepfool"], "attack must be one of"),
-        (["evaluate", "--model", str(tmp_path / "missing.pt"), "--data", str(data)], "missing.pt' does not exist"),
-        (["attack", "--model", "m.pt", "--input", str(data), "--eps", "-0.1"], "--eps must be > 0, got -0.1"),
-        (["demo", "--eval-eps", "0.1", "-0.2", "--output", str(tmp_path / "d")], "eps must be > 0, got -0.2"),
-        (["train", "--output", str(tmp_path / "file.txt" / "out")], "file.txt/out' is not writable"),
-        (["train", "--seed", "-1"], "--seed must be >= 0"),
+    cases = [  # usage errors (a command-line value) exit with 2, failures of the run with 1
+        (["evaluate", "--model", "m.pt", "--data", str(data), "--attacks", "deepfool"], 2, "attack must be one of"),
+        (["evaluate", "--model", "m.pt", "--data", str(data), "--eps", "0"], 2, "--eps must be > 0, got 0"),
+        (["evaluate", "--model", "m.pt", "m.pt", "--data", str(data)], 2, "--model names must be unique"),
+        (["evaluate", "--model", str(tmp_path / "missing.pt"), "--data", str(data)], 1, "missing.pt' does not exist"),
+        (["attack", "--model", "m.pt", "--input", str(data), "--eps", "-0.1"], 2, "--eps must be > 0, got -0.1"),
+        (["demo", "--eval-eps", "0.1", "-0.2", "--output", str(tmp_path / "d")], 2, "eps must be > 0, got -0.2"),
+        (["train", "--output", str(tmp_path / "file.txt" / "out")], 1, "file.txt/out' is not writable"),
+        (["train", "--seed", "-1"], 2, "--seed must be >= 0"),
     ]
     (tmp_path / "file.txt").write_text("a file, not a folder")
     damaged = tmp_path / "damaged.pt"
@@ -204,12 +206,14 @@ def test_bad_input_gives_clear_errors_and_no_report(tmp_path, capsys) -> None:
     cases.append(
         (
             ["evaluate", "--model", str(damaged), "--data", str(data), "--output", str(tmp_path / "e")],
+            1,
             "damaged.pt' is damaged",
         )
     )
-    for argv, message in cases:
-        assert main(argv) == 2, argv
-        assert message in capsys.readouterr().err, argv
+    for argv, code, message in cases:
+        assert main(argv) == code, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.splitlines()) == 1, (argv, err)
     assert not (tmp_path / "e" / "report.md").exists() and not (tmp_path / "d" / "report.md").exists()
     with pytest.raises(SystemExit):  # an empty eps list is refused by the parser itself
         main(["evaluate", "--model", "m.pt", "--data", str(data), "--eps"])

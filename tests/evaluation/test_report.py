@@ -1,10 +1,16 @@
-"""Tests of art_seg.evaluation.report: summaries against numpy/scipy, the study table, plots and the report folder."""
+"""Tests of the report modules: summaries against numpy/scipy (summary), the study table (markdown), plots, and the
+report folder (report), with a full disk and a failing plot."""
 
 from __future__ import annotations
 
 import csv
+import errno
 import math
 import random
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from art_seg.evaluation import _files, report
-from art_seg.evaluation.report import ConditionSummary, study_table, summarise, write_report
+from art_seg.evaluation import _files, plots, report
+from art_seg.evaluation.markdown import study_table
+from art_seg.evaluation.report import write_report
+from art_seg.evaluation.summary import ConditionSummary, summarise
 from art_seg.stats import holm
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -253,12 +261,12 @@ def no_temporaries(folder):
 
 def test_robustness_curves_png(summaries, tmp_path):
     pytest.importorskip("matplotlib")
-    path = report.plot_robustness_curves(summaries, tmp_path / "curve.png", region="TC")
+    path = plots.plot_robustness_curves(summaries, tmp_path / "curve.png", region="TC")
     assert path == tmp_path / "curve.png"
     assert_png(path)
     assert no_temporaries(tmp_path)
     with pytest.raises(ValueError, match="region must be one of"):
-        report.plot_robustness_curves(summaries, tmp_path / "x.png", region="NCR")
+        plots.plot_robustness_curves(summaries, tmp_path / "x.png", region="NCR")
 
 
 def overlay_inputs():
@@ -281,15 +289,15 @@ def test_overlay_png_default_slice_and_magnify(tmp_path, monkeypatch):
         figures.append(fig)
         return _files.atomic_savefig(fig, path, **kwargs)
 
-    monkeypatch.setattr(report, "atomic_savefig", keep)
-    path = report.plot_overlay(*overlay_inputs(), tmp_path / "overlay.png", title="BraTS20_Training_001")
+    monkeypatch.setattr(plots, "atomic_savefig", keep)
+    path = plots.plot_overlay(*overlay_inputs(), tmp_path / "overlay.png", title="BraTS20_Training_001")
     assert_png(path)
     assert no_temporaries(tmp_path)
     (fig,) = figures
     assert fig.get_suptitle().endswith("slice 3 of 5 (last axis)")
     assert fig.axes[4].get_title() == "perturbation × 4"
     assert fig.axes[0].get_title() == "image, channel 1"
-    report.plot_overlay(*overlay_inputs(), tmp_path / "o2.png", slice_index=0, magnify=10.0, channel=0)
+    plots.plot_overlay(*overlay_inputs(), tmp_path / "o2.png", slice_index=0, magnify=10.0, channel=0)
     assert figures[1].axes[4].get_title() == "perturbation × 10"
 
 
@@ -308,7 +316,7 @@ def test_overlay_bad_inputs(tmp_path, index, value, message):
     inputs = list(overlay_inputs())
     inputs[index] = value
     with pytest.raises(ValueError, match=message):
-        report.plot_overlay(*inputs, tmp_path / "x.png")
+        plots.plot_overlay(*inputs, tmp_path / "x.png")
     assert not list(tmp_path.iterdir())
 
 
@@ -323,7 +331,7 @@ def test_overlay_bad_inputs(tmp_path, index, value, message):
 )
 def test_overlay_bad_options(tmp_path, options, error, message):
     with pytest.raises(error, match=message):
-        report.plot_overlay(*overlay_inputs(), tmp_path / "x.png", **options)
+        plots.plot_overlay(*overlay_inputs(), tmp_path / "x.png", **options)
 
 
 def test_write_report(tmp_path):
@@ -361,19 +369,81 @@ def test_write_report(tmp_path):
         assert int(line["n"]) == 7 and float(line["effect_size"]) == s.comparison.effect_size
 
 
-def test_report_md_is_written_last(tmp_path, monkeypatch):
+def earlier_report(folder):
+    """A complete report of other rows in ``folder``; returns its files' contents."""
+    write_report(make_rows(seed=5), folder)
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_failure_leaves_the_earlier_report_complete(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    before = earlier_report(tmp_path)
+
     def broken(*args, **kwargs):
         raise RuntimeError("plot failed")
 
-    (tmp_path / "report.md").write_text("stale report of an earlier run")
-    monkeypatch.setattr(report, "plot_robustness_curves", broken)
     with pytest.raises(ValueError, match="duplicate"):  # bad rows: the old report is left alone
         write_report(make_rows() * 2, tmp_path)
-    assert (tmp_path / "report.md").exists() and not (tmp_path / "summary.csv").exists()
+    monkeypatch.setattr(report, "robustness_curves_figure", broken)
     with pytest.raises(RuntimeError, match="plot failed"):
         write_report(make_rows(), tmp_path)
-    assert not (tmp_path / "report.md").exists()
-    assert (tmp_path / "summary.csv").exists() and no_temporaries(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("failing", ["summary.csv", "robustness_curve_TC.png", "report.md"])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_full_or_read_only_disk_keeps_the_earlier_report(tmp_path, monkeypatch, failing, code):
+    """The disk fills up (or turns read-only) while one file of the report is written: no file of the earlier
+    report changes, no temporary file is left, and the error names the file."""
+    pytest.importorskip("matplotlib")
+    before = earlier_report(tmp_path)
+    open_temporary = _files._open_temporary
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise OSError(code, os.strerror(code))
+
+    def failing_open(path):
+        temporary, handle = open_temporary(path)
+        return temporary, (FullDisk(handle) if path.name == failing else handle)
+
+    monkeypatch.setattr(_files, "_open_temporary", failing_open)
+    with pytest.raises(OSError) as error:
+        write_report(make_rows(), tmp_path)
+    assert error.value.errno == code and error.value.filename == str(tmp_path / failing)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_atomic_write_files_leaves_every_destination_when_one_cannot_be_created(tmp_path):
+    (tmp_path / "a.txt").write_text("old a")
+    with pytest.raises(FileNotFoundError) as error:
+        _files.atomic_write_files({tmp_path / "a.txt": b"new a", tmp_path / "missing" / "b.txt": b"b"})
+    assert error.value.filename == str(tmp_path / "missing" / "b.txt")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"] and (tmp_path / "a.txt").read_text() == "old a"
+
+
+def test_summary_and_table_import_without_matplotlib():
+    """The statistics and the table need no plotting library: importing them leaves matplotlib unloaded."""
+    code = (
+        "import sys\n"
+        "from art_seg.evaluation import summarise, study_table\n"
+        "from art_seg.evaluation.summary import summary_csv\n"
+        "import art_seg.evaluation.report, art_seg.evaluation.plots\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]  # this checkout's art_seg, not an installed one
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert result.stdout.strip() == "False"
 
 
 def test_unwritable_output_folder(tmp_path):
