@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from art_seg.defences.adversarial_training import AdversarialTrainer, AdversarialTrainerMadryPGD
+from art_seg.defences.adversarial_training import AdversarialTrainer, AdversarialTrainerMadryPGD, adversarial_count
 from art_seg.defences.checkpoint import (
     load_checkpoint,
     load_segmenter,
@@ -28,6 +28,7 @@ __all__ = [
     "DistillationTrainer",
     "EpochRecord",
     "SegmentationTrainer",
+    "adversarial_count",
     "copy_segmenter",
     "load_checkpoint",
     "load_segmenter",

@@ -28,8 +28,9 @@ process group of ``W > 1`` processes is initialised, every trainer trains data-p
 - what a batch is trained on (adversarial examples, the distillation teacher's soft labels) is made by each
   process for its own slice, against the current (identical) model. Each process's torch random state is seeded
   from ``(seed, e, rank)`` (:func:`epoch_seed`), so dropout masks, random starts and the choice of samples to
-  attack differ between processes (``AdversarialTrainer``'s ``ratio`` applies to each process's slice); a
-  distributed run is repeatable and resumable for a given number of processes.
+  attack differ between processes (``AdversarialTrainer`` attacks ``ceil(ratio * B)`` samples of each global
+  batch, split over the processes as the batch is); a distributed run is repeatable and resumable for a given
+  number of processes.
 - validation Dice is computed by rank 0 and broadcast, so early stopping and best-model decisions agree on every
   process; only rank 0 writes checkpoints and shows the progress bar; ``fit`` returns on every process after
   the last checkpoint is written. ``checkpoint_dir`` must be on a file system every process sees (on one machine
@@ -203,17 +204,17 @@ class SegmentationTrainer(Trainer):
         segmenter._check_y(y, x)
         n = x.shape[0]
 
-        def batches(epoch_generator: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float]]:
+        def batches(epoch_generator: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float, int]]:
             order = torch.randperm(n, generator=epoch_generator)  # the same on every process
             for start in range(0, n, batch_size):
                 index = order[start : start + batch_size]
-                share = 1.0
+                size, share = len(index), 1.0
                 if processes > 1:
                     low, high = distributed.shard_bounds(len(index), processes, rank)
                     share = (high - low) * processes / len(index)  # this slice's weight in the global mean
                     index = index[low:high] if high > low else index[:1]  # empty slice: a step of weight 0
                 index = index.numpy() if isinstance(x, np.ndarray) else index.to(x.device)
-                yield x[index], y[index], share
+                yield x[index], y[index], share, size
 
         return self._run(batches, -(-n // batch_size), nb_epochs, validation_data, resume, {"batch_size": batch_size})
 
@@ -235,17 +236,20 @@ class SegmentationTrainer(Trainer):
         """
         from art.data_generators import DataGenerator
 
+        processes = distributed.world_size()  # every process holds an equal part of each global batch
         if isinstance(generator, DataGenerator):
             size = -(-generator.size // generator.batch_size)
 
-            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float]]:
-                return ((*generator.get_batch(), 1.0) for _ in range(size))
+            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float, int]]:
+                for _ in range(size):
+                    x_batch, y_batch = generator.get_batch()
+                    yield x_batch, y_batch, 1.0, len(x_batch) * processes
 
         elif isinstance(generator, Iterable) and not isinstance(generator, Iterator):
             size = len(generator) if hasattr(generator, "__len__") else None
 
-            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float]]:
-                return ((x_batch, y_batch, 1.0) for x_batch, y_batch in generator)
+            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float, int]]:
+                return ((x_batch, y_batch, 1.0, len(x_batch) * processes) for x_batch, y_batch in generator)
 
         else:
             raise TypeError(
@@ -255,8 +259,9 @@ class SegmentationTrainer(Trainer):
         return self._run(batches, size, nb_epochs, validation_data, resume, {"batch_size": None})
 
     # ----------------------------------------------------------------------------- what subclasses change
-    def _batch(self, x: ArrayLike, y: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
-        """The batch to train on, from the data's batch (adversarial training replaces part of it)."""
+    def _batch(self, x: ArrayLike, y: ArrayLike, batch_size: int) -> tuple[ArrayLike, ArrayLike]:
+        """The batch to train on, from this process's slice ``x, y`` of a global batch of ``batch_size`` samples
+        (adversarial training replaces part of it)."""
         return x, y
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor, x_model: torch.Tensor) -> torch.Tensor:
@@ -271,7 +276,7 @@ class SegmentationTrainer(Trainer):
     # -------------------------------------------------------------------------------------- the loop
     def _run(
         self,
-        batches: Callable[[torch.Generator], Iterable[tuple[ArrayLike, ArrayLike, float]]],
+        batches: Callable[[torch.Generator], Iterable[tuple[ArrayLike, ArrayLike, float, int]]],
         batches_per_epoch: int | None,
         nb_epochs: int,
         validation_data: tuple[ArrayLike, ArrayLike] | None,
@@ -312,8 +317,8 @@ class SegmentationTrainer(Trainer):
                     torch.manual_seed(epoch_seed(self.seed, epoch, rank if processes > 1 else None))
                     shuffle = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
                     losses, dices, shares = [], [], []
-                    for x_batch, y_batch, share in batches(shuffle):
-                        loss, dice = self._step(x_batch, y_batch, share)
+                    for x_batch, y_batch, share, size in batches(shuffle):
+                        loss, dice = self._step(x_batch, y_batch, share, size)
                         losses.append(loss)
                         dices.append(dice)
                         shares.append(share)
@@ -341,14 +346,15 @@ class SegmentationTrainer(Trainer):
         model.eval()
         return self.history
 
-    def _step(self, x_batch: ArrayLike, y_batch: ArrayLike, share: float = 1.0) -> tuple[float, float]:
-        """One optimizer step on a batch (this process's slice of the global batch, of weight ``share``).
+    def _step(self, x_batch: ArrayLike, y_batch: ArrayLike, share: float, batch_size: int) -> tuple[float, float]:
+        """One optimizer step on this process's slice ``x_batch, y_batch`` of a global batch of ``batch_size``
+        samples, of weight ``share``.
 
         Returns the batch's mean loss and training Dice (unweighted).
         """
         segmenter, model = self.segmenter, self.segmenter.model
         if share > 0:  # a weight-0 step only joins the gradient all-reduce: no need to attack its stand-in sample
-            x_batch, y_batch = self._batch(x_batch, y_batch)
+            x_batch, y_batch = self._batch(x_batch, y_batch, batch_size)
         x_model, labels = segmenter.training_batch(x_batch, y_batch)
         model.train(mode=self.training_mode)
         logits = self._forward(x_model)

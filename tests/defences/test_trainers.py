@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from art_seg.defences import (
     AdversarialTrainerMadryPGD,
     DistillationTrainer,
     SegmentationTrainer,
+    adversarial_count,
     read_checkpoint,
 )
 from art_seg.estimators import PyTorchSegmenter
@@ -247,6 +250,59 @@ def test_warmup_epochs_are_clean(small_data) -> None:
     attack.generate = lambda *a, **k: calls.append(1) or original(*a, **k)  # type: ignore[method-assign]
     AdversarialTrainer(s, attack, ratio=0.5, warmup_epochs=2, seed=0).fit(x, y, batch_size=3, nb_epochs=3)
     assert len(calls) == 2  # only the third epoch's two batches
+
+
+def counting(attack):
+    """``attack`` with its ``generate`` recording how many samples each call attacks (in ``attack.counts``)."""
+    attack.counts = []
+    original = attack.generate
+    attack.generate = lambda x, *a, **k: attack.counts.append(len(x)) or original(x, *a, **k)  # type: ignore
+    return attack
+
+
+def test_a_batch_of_one_is_attacked_as_in_art(small_data) -> None:
+    # round(0.5 * 1) == 0 left every sample clean; ART (and now art_seg) takes ceil(ratio * batch)
+    x, y = small_data
+    s = segmenter()
+    attack = counting(FGSM(s, eps=0.3))
+    AdversarialTrainer(s, attack, ratio=0.5, seed=0).fit(x[:3], y[:3], batch_size=1, nb_epochs=1)
+    assert attack.counts == [1, 1, 1]
+    attack = counting(FGSM(s, eps=0.3))
+    AdversarialTrainer(s, attack, ratio=0.5, seed=0).fit(x[:5], y[:5], batch_size=2, nb_epochs=1)
+    assert attack.counts == [1, 1, 1]  # two batches of 2 and the last batch of 1
+
+
+@pytest.mark.parametrize(
+    ("ratio", "batch", "processes", "counts"),
+    [
+        (0.5, 1, 1, [1]),
+        (0.5, 2, 1, [1]),
+        (0.1, 30, 1, [3]),  # 0.1 * 30 is 3.0000000000000004 in floats: still 3
+        (0.3, 4, 1, [2]),
+        (0.0, 4, 1, [0]),
+        (1.0, 3, 1, [3]),
+        (0.5, 2, 2, [1, 0]),  # the CLI defaults under torchrun --nproc_per_node 2: one per global batch
+        (0.5, 4, 2, [1, 1]),
+        (0.5, 1, 2, [1, 0]),  # a last batch of one: rank 0 holds it and attacks it
+        (0.25, 8, 4, [1, 1, 0, 0]),
+        (0.75, 6, 4, [2, 1, 1, 1]),
+    ],
+)
+def test_adversarial_count_is_ceil_of_the_global_batch_split_over_ranks(ratio, batch, processes, counts) -> None:
+    got = [adversarial_count(ratio, batch, processes, rank) for rank in range(processes)]
+    assert got == counts and sum(got) == math.ceil(round(ratio * batch, 9))
+
+
+def test_adversarial_count_never_exceeds_the_rank_slice() -> None:
+    from art_seg.distributed import shard_bounds
+
+    for processes in range(1, 5):
+        for batch in range(0, 9):
+            for ratio in (0.0, 0.1, 0.25, 0.5, 0.6, 0.99, 1.0):
+                counts = [adversarial_count(ratio, batch, processes, r) for r in range(processes)]
+                slices = [b - a for a, b in (shard_bounds(batch, processes, r) for r in range(processes))]
+                assert all(c <= n for c, n in zip(counts, slices)), (ratio, batch, processes)
+                assert sum(counts) == math.ceil(round(ratio * batch, 9))
 
 
 def test_art_adversarial_trainer_runs_on_a_segmenter(small_data) -> None:

@@ -85,6 +85,17 @@ def train_checkpointed(folder: Path) -> tuple[PyTorchSegmenter, list]:
     return seg, history
 
 
+def adversarial_counts() -> list[int]:
+    """Samples this process attacks per step with the CLI defaults (global batch 2, ratio 0.5), 4 samples."""
+    seg = segmenter()
+    attack = FGSM(seg, eps=0.2)
+    counts: list[int] = []
+    generate = attack.generate
+    attack.generate = lambda x, *args, **kwargs: counts.append(len(x)) or generate(x, *args, **kwargs)
+    AdversarialTrainer(seg, attack, ratio=0.5, seed=0).fit(*data(4), batch_size=2, nb_epochs=1)
+    return counts
+
+
 #: more runs, each to match its single-process run: adversarial (each process attacks its own slice; FGSM on every
 #: sample, so deterministic), distillation (teacher and student trained one after the other), fit_generator
 OTHER_RUNS = {"adversarial": train_adversarial, "distilled": train_distilled, "batches": train_from_batches}
@@ -111,6 +122,7 @@ def main(out: Path) -> None:
     report["checkpointed"] = [[r.loss, r.dice, r.val_dice] for r in history]
     for name, train_one in OTHER_RUNS.items():
         torch.save(train_one().model.state_dict(), out / f"{name}.rank{rank}.pt")
+    report["adversarial_counts"] = adversarial_counts()
 
     seg, _ = train("even")
     rows = evaluator(seg).run(samples(), out / "evaluation")
