@@ -190,6 +190,41 @@ def test_distillation_loss_is_tempered_soft_ce_mixed_with_hard_loss(small_data) 
     torch.testing.assert_close(trainer._loss(logits, labels, x_model), expected, rtol=1e-5, atol=1e-6)
 
 
+def _uniform_distillation(alpha: float, soft_loss: str) -> tuple[DistillationTrainer, torch.Tensor, torch.Tensor]:
+    """A T = 3 trainer whose teacher outputs zero logits, and zero student logits: every softmax is uniform (1/3)."""
+    torch.manual_seed(0)
+    model = UNet3D(in_channels=2, nb_classes=3, base_filters=4, depth=1)
+    student = PyTorchSegmenter(
+        model, "ce", input_shape=(2, *SMALL), nb_classes=3, optimizer=torch.optim.SGD(model.parameters(), lr=0.1)
+    )
+    trainer = DistillationTrainer(student, temperature=3.0, alpha=alpha, soft_loss=soft_loss, seed=0)
+    torch.nn.init.zeros_(trainer.teacher.model.head.weight)  # the head's bias is 0 already
+    x, y = make_blob_task(2, seed=0, shape=SMALL)
+    x_model, labels = student.training_batch(x, y)
+    return trainer, torch.zeros(2, 3, *SMALL), (labels, x_model)
+
+
+@pytest.mark.parametrize(
+    ("alpha", "soft_loss", "expected"),
+    [
+        # soft CE alone: no T**2 (it was 9 ln 3, a 9-fold learning rate for SGD with no hard term to balance)
+        (0.0, "ce", math.log(3)),
+        # soft CE with a hard term: Hinton's T**2 keeps the two terms' gradients on one scale
+        (0.25, "ce", 0.75 * 9 * math.log(3) + 0.25 * math.log(3)),
+        # a soft Dice term: its gradients do not shrink as 1 / T**2, so no T**2 with or without a hard term
+        (0.0, "dice", 1 - (2 * 512 / 9 + 1e-5) / (2 * 512 / 3 + 1e-5)),
+        (0.25, "dice", 0.75 * (1 - (2 * 512 / 9 + 1e-5) / (2 * 512 / 3 + 1e-5)) + 0.25 * math.log(3)),
+        (1.0, "ce", math.log(3)),  # the hard term alone
+    ],
+)
+def test_distillation_loss_hand_computed_values(alpha: float, soft_loss: str, expected: float) -> None:
+    # uniform student (1/3) against a uniform teacher on 8**3 voxels of 3 classes: soft CE = hard CE = ln 3 per
+    # voxel, soft Dice of each class (2 V / 9 + 1e-5) / (2 V / 3 + 1e-5) with V = 512
+    trainer, logits, (labels, x_model) = _uniform_distillation(alpha, soft_loss)
+    loss = trainer._loss(logits, labels, x_model)
+    torch.testing.assert_close(loss, torch.full((2,), expected), rtol=1e-6, atol=1e-7)
+
+
 def _soft_dice(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Art_seg's soft Dice loss default: 1 - mean over classes (background included) of (2I + 1e-5)/(S + 1e-5)."""
     from art_seg.losses import soft_dice_loss
