@@ -26,12 +26,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from art_seg._checks import check_choice, check_type
+from art_seg._checks import check_choice, check_finite, check_type
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.models import UNet2D, UNet3D
 
 CHECKPOINT_FORMAT = "art_seg.checkpoint/1"
 MODELS = {"UNet3D": UNet3D, "UNet2D": UNet2D}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: damaged, not an art_seg checkpoint, malformed, of another
+    architecture or run, or holding non-finite weights. The message names the file and what is wrong."""
 
 
 def architecture(model: torch.nn.Module) -> dict[str, Any]:
@@ -89,7 +94,8 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is damaged or not an art_seg checkpoint (names the file and why).
+        CheckpointError: the file is damaged or not an art_seg checkpoint, or its model holds a NaN or Inf
+            value (names the file, and the parameter).
     """
     path = Path(path)
     if not path.is_file():
@@ -97,12 +103,17 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises RuntimeError, pickle.UnpicklingError, EOFError, ...
-        raise ValueError(f"checkpoint {str(path)!r} is damaged or not a torch file: {error}") from error
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged or not a torch file: {error}") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(
+        raise CheckpointError(
             f"{str(path)!r} is not an art_seg checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})"
         )
+    for name, tensor in payload["model"].items():
+        try:
+            check_finite(f"checkpoint {str(path)!r} parameter {name!r}", tensor)
+        except ValueError as error:
+            raise CheckpointError(f"{error}; it was saved from a diverged run") from None
     return payload
 
 

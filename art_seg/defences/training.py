@@ -61,11 +61,15 @@ from art_seg.estimators import PyTorchSegmenter
 from art_seg.estimators.conversion import as_tensor, check_labels, to_label_tensor
 from art_seg.losses import per_sample_loss
 
-__all__ = ["EpochRecord", "SegmentationTrainer", "copy_segmenter", "epoch_seed"]
+__all__ = ["EpochRecord", "NonFiniteLossError", "SegmentationTrainer", "copy_segmenter", "epoch_seed"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
 LAST, BEST = "last.pt", "best.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf: training stopped before the step, naming the epoch and the batch."""
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,7 @@ class SegmentationTrainer(Trainer):
         total = None if batches_per_epoch is None else batches_per_epoch * max(nb_epochs - start_epoch, 0)
         progress = tqdm(total=total, desc=self._description, disable=not self.verbose or rank != 0)
         devices = [segmenter.device] if segmenter.device.type == "cuda" else []
+        of = "" if batches_per_epoch is None else f" of {batches_per_epoch}"
         self._ddp = _data_parallel(model, segmenter.device) if processes > 1 else None
         try:
             for epoch in range(start_epoch, nb_epochs):
@@ -317,8 +322,9 @@ class SegmentationTrainer(Trainer):
                     torch.manual_seed(epoch_seed(self.seed, epoch, rank if processes > 1 else None))
                     shuffle = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
                     losses, dices, shares = [], [], []
-                    for x_batch, y_batch, share, size in batches(shuffle):
-                        loss, dice = self._step(x_batch, y_batch, share, size)
+                    for batch, (x_batch, y_batch, share, size) in enumerate(batches(shuffle), 1):
+                        where = f"epoch {epoch + 1}, batch {batch}{of}"
+                        loss, dice = self._step(x_batch, y_batch, share, size, where)
                         losses.append(loss)
                         dices.append(dice)
                         shares.append(share)
@@ -339,6 +345,7 @@ class SegmentationTrainer(Trainer):
                 self._save(LAST, epoch + 1, config, best)
         finally:
             self._ddp = None  # back to the plain module (its DDP hooks go with the wrapper)
+            model.eval()  # also when a step fails
             progress.close()
         distributed.barrier()  # every process returns after rank 0 wrote the last checkpoint
         if self.restore_best and best.state is not None:
@@ -346,11 +353,17 @@ class SegmentationTrainer(Trainer):
         model.eval()
         return self.history
 
-    def _step(self, x_batch: ArrayLike, y_batch: ArrayLike, share: float, batch_size: int) -> tuple[float, float]:
+    def _step(
+        self, x_batch: ArrayLike, y_batch: ArrayLike, share: float, batch_size: int, where: str
+    ) -> tuple[float, float]:
         """One optimizer step on this process's slice ``x_batch, y_batch`` of a global batch of ``batch_size``
-        samples, of weight ``share``.
+        samples, of weight ``share``; ``where`` (e.g. ``"epoch 2, batch 5 of 8"``) names it in errors.
 
         Returns the batch's mean loss and training Dice (unweighted).
+
+        Raises:
+            NonFiniteLossError: the loss is NaN or Inf (on any process: every process raises), before the step,
+                so the model keeps the weights it had before this batch.
         """
         segmenter, model = self.segmenter, self.segmenter.model
         if share > 0:  # a weight-0 step only joins the gradient all-reduce: no need to attack its stand-in sample
@@ -359,11 +372,25 @@ class SegmentationTrainer(Trainer):
         model.train(mode=self.training_mode)
         logits = self._forward(x_model)
         loss = self._loss(logits, labels, x_model).mean()
+        self._check_finite(loss.detach(), where)
         segmenter.optimizer.zero_grad(set_to_none=True)
         (loss if share == 1.0 else loss * share).backward()
         segmenter.optimizer.step()
         dice = foreground_dice(logits.detach(), labels, segmenter.activation).mean()
         return float(loss.detach()), float(dice)
+
+    def _check_finite(self, loss: torch.Tensor, where: str) -> None:
+        """Raise :class:`NonFiniteLossError` on every process if the loss of any process is NaN or Inf."""
+        finite = bool(torch.isfinite(loss))
+        processes = distributed.world_size()
+        failed = int(distributed.all_sum([not finite])[0]) if processes > 1 else int(not finite)
+        if failed:
+            value = f"{float(loss)}" if not finite else "finite on this process"
+            on = f" on {failed} of {processes} processes" if processes > 1 else ""
+            raise NonFiniteLossError(
+                f"{self._description}: the training loss is not finite ({value}) at {where}{on}; stopped before "
+                f"the step. Check the model's weights and the inputs for NaN/Inf, or lower the learning rate"
+            )
 
     def _forward(self, x_model: torch.Tensor) -> torch.Tensor:
         """The training forward: the segmenter's logits, through the DDP wrapper when training distributed."""

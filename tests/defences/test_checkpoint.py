@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from art_seg.defences import load_checkpoint, read_checkpoint, save_checkpoint
+from art_seg.defences import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from art_seg.models import UNet2D, UNet3D
 
 
@@ -77,3 +77,19 @@ def test_bad_checkpoints_raise_clear_errors(tmp_path) -> None:
     other = save_checkpoint(tmp_path / "plain.pt", model=plain)
     with pytest.raises(ValueError, match=r"shape mismatches \['weight \(3, 2, 1, 1, 1\) != \(4, 2, 1, 1, 1\)'"):
         load_checkpoint(other, torch.nn.Conv3d(2, 4, 1))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_file_and_the_parameter(tmp_path, bad) -> None:
+    source = model()
+    with torch.no_grad():
+        source.decoders[0][0].weight[1, 0, 0, 0, 0] = bad
+    path = save_checkpoint(tmp_path / "diverged.pt", model=source, epoch=3)
+    message = r"checkpoint '.*diverged.pt' parameter 'decoders.0.0.weight' must be finite, got 1 NaN/Inf value"
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path)
+    target = model()
+    before = [p.detach().clone() for p in target.parameters()]
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path, target)
+    assert all(torch.equal(a, b) for a, b in zip(before, target.parameters()))  # nothing loaded

@@ -16,9 +16,12 @@ from art_seg.attacks import FGSM, IterativeFGSM, TargetedIterativeFGSM
 from art_seg.defences import (
     AdversarialTrainer,
     AdversarialTrainerMadryPGD,
+    CheckpointError,
     DistillationTrainer,
+    NonFiniteLossError,
     SegmentationTrainer,
     adversarial_count,
+    load_segmenter,
     read_checkpoint,
 )
 from art_seg.estimators import PyTorchSegmenter
@@ -140,6 +143,64 @@ def test_resume_with_other_settings_is_refused(small_data, tmp_path) -> None:
         SegmentationTrainer(segmenter(), seed=2, checkpoint_dir=tmp_path).fit(x, y, 2, 2, resume=True)
     with pytest.raises(ValueError, match="resume=True needs a checkpoint_dir"):
         SegmentationTrainer(segmenter()).fit(x, y, 2, 2, resume=True)
+
+
+# ------------------------------------------------------------------------------------ non-finite loss
+class _NaNAtCall(SegmentationTrainer):
+    """Its loss turns NaN at the ``nan_call``-th batch (1-based, over the whole run)."""
+
+    nan_call = 0
+
+    def _loss(self, logits, labels, x_model):
+        self.calls = getattr(self, "calls", 0) + 1
+        loss = super()._loss(logits, labels, x_model)
+        return loss * float("nan") if self.calls == self.nan_call else loss
+
+
+def test_nan_loss_stops_training_naming_epoch_and_batch(small_data, tmp_path) -> None:
+    x, y = small_data  # 6 samples, batches of 2: 3 batches per epoch
+    s = segmenter()
+    trainer = _NaNAtCall(s, seed=0, checkpoint_dir=tmp_path)
+    trainer.nan_call = 5
+    before = {}
+
+    def keep(*args):  # the weights before each step
+        before["weights"] = weights(s)
+        return SegmentationTrainer._step(trainer, *args)
+
+    trainer._step = keep
+    with pytest.raises(NonFiniteLossError, match=r"not finite \(nan\) at epoch 2, batch 2 of 3"):
+        trainer.fit(x, y, batch_size=2, nb_epochs=3)
+    assert same(weights(s), before["weights"])  # no step was taken on the NaN loss
+    assert all(torch.isfinite(p).all() for p in s.model.parameters())
+    assert read_checkpoint(tmp_path / "last.pt")["epoch"] == 1 and len(trainer.history) == 1
+    assert not s.model.training
+
+
+def test_nan_weights_stop_training_at_the_first_batch(small_data) -> None:
+    # NaN weights gave Dice 0.0 everywhere and the run went on, epoch after epoch, on a NaN loss
+    x, y = small_data
+    s = segmenter()
+    with torch.no_grad():
+        s.model.head.weight[0, 0] = float("nan")
+    message = r"SegmentationTrainer: the training loss is not finite \(nan\) at epoch 1, batch 1 of 3"
+    with pytest.raises(NonFiniteLossError, match=message):
+        SegmentationTrainer(s, seed=0).fit(x, y, batch_size=2, nb_epochs=2)
+    with pytest.raises(NonFiniteLossError, match=r"AdversarialTrainer: .* epoch 1, batch 1 of 2"):
+        AdversarialTrainer(s, FGSM(s, eps=0.1), seed=0).fit(x, y, batch_size=3, nb_epochs=2)
+
+
+def test_resume_and_load_segmenter_refuse_non_finite_weights(small_data, tmp_path) -> None:
+    x, y = small_data
+    SegmentationTrainer(segmenter(), seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 1)
+    payload = read_checkpoint(tmp_path / "last.pt")
+    payload["model"]["head.bias"][1] = float("nan")
+    torch.save(payload, tmp_path / "last.pt")
+    message = r"checkpoint '.*last.pt' parameter 'head.bias' must be finite, got 1 NaN/Inf value"
+    with pytest.raises(CheckpointError, match=message):
+        SegmentationTrainer(segmenter(), seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 2, resume=True)
+    with pytest.raises(CheckpointError, match=message):
+        load_segmenter(tmp_path / "last.pt")
 
 
 # ---------------------------------------------------------------------------------- validation, stop

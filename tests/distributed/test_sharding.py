@@ -102,7 +102,7 @@ def test_global_batch_must_split_evenly_over_the_processes(as_rank) -> None:
 
 
 class _Recorder(SegmentationTrainer):
-    def _step(self, x_batch, y_batch, share, batch_size):
+    def _step(self, x_batch, y_batch, share, batch_size, where):
         self.steps.append((x_batch.copy(), share))
         return 0.5, 0.25  # no training: only the slicing is under test
 
@@ -133,7 +133,7 @@ def test_ranks_draw_their_own_random_state(as_rank, monkeypatch) -> None:
     draws = {}
 
     class Draw(SegmentationTrainer):
-        def _step(self, x_batch, y_batch, share, batch_size):
+        def _step(self, x_batch, y_batch, share, batch_size, where):
             draws[self.name] = float(torch.rand(()))
             return 0.0, 0.0
 
