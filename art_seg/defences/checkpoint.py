@@ -209,9 +209,14 @@ def load_segmenter(
     Returns:
         ``(segmenter, checkpoint)``; the model in eval mode.
 
+    The architecture config is checked before the model is built (:meth:`~art_seg.models.UNet3D.check_config`:
+    ``depth <= 10``, at most ``2**28`` parameters) and must describe no more parameters than the file holds
+    weight values, so a crafted config cannot make it allocate a large network.
+
     Raises:
-        FileNotFoundError: no file. ValueError: damaged, not an art_seg checkpoint, no segmenter settings, or a
-            model class art_seg cannot rebuild.
+        FileNotFoundError: no file. ValueError (:class:`CheckpointError`): damaged, not an art_seg checkpoint, no
+            segmenter settings, a model class art_seg cannot rebuild, or an architecture config out of bounds or
+            not matching the weights (naming the key).
     """
     check_choice("device_type", device_type, ("cpu", "gpu"))
     payload = read_checkpoint(path)
@@ -224,7 +229,7 @@ def load_segmenter(
         raise ValueError(
             f"checkpoint {str(path)!r} holds a {arch.get('class')!r}; load_segmenter rebuilds {list(MODELS)}"
         )
-    model = MODELS[arch["class"]].from_config(arch["config"])
+    model = MODELS[arch["class"]].from_config(_checked_config(payload, path))
     clip = settings["clip_values"]
     preprocessing = settings["preprocessing"]
     segmenter = PyTorchSegmenter(
@@ -241,6 +246,27 @@ def load_segmenter(
     load_checkpoint(path, segmenter.model)
     segmenter.model.eval()
     return segmenter, payload
+
+
+def _checked_config(payload: dict[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint's architecture config, checked without building the model: valid for its class, within
+    the models' size bounds, and describing no more parameters than the file holds weight values.
+
+    Raises:
+        CheckpointError: naming the file and the key.
+    """
+    name, config = payload["architecture"]["class"], payload["architecture"]["config"]
+    try:
+        count = MODELS[name].check_config(config)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {str(path)!r} architecture config: {error}") from None
+    stored = sum(int(tensor.numel()) for tensor in payload["model"].values())
+    if count > stored:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} architecture config describes a {name} of {count:,} parameters but holds "
+            f"only {stored:,} weight values: the config does not match the weights"
+        )
+    return config
 
 
 def _scalar_or_array(values: list[float]) -> float | np.ndarray:

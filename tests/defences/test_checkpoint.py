@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from art_seg.defences import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+import art_seg.models.unet as unet
+from art_seg.defences import (
+    CheckpointError,
+    load_checkpoint,
+    load_segmenter,
+    read_checkpoint,
+    save_checkpoint,
+    segmenter_settings,
+)
+from art_seg.estimators import PyTorchSegmenter
 from art_seg.models import UNet2D, UNet3D
 
 
@@ -93,3 +102,41 @@ def test_non_finite_weights_are_refused_naming_the_file_and_the_parameter(tmp_pa
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path, target)
     assert all(torch.equal(a, b) for a, b in zip(before, target.parameters()))  # nothing loaded
+
+
+def segmenter_checkpoint(path, net: torch.nn.Module | None = None):
+    """A checkpoint ``load_segmenter`` can rebuild (a tiny UNet3D by default) at ``path``."""
+    net = model() if net is None else net
+    seg = PyTorchSegmenter(net, "dice_ce", input_shape=(2, 8, 8, 8), nb_classes=3, device_type="cpu")
+    return save_checkpoint(path, model=net, epoch=1, segmenter=segmenter_settings(seg))
+
+
+def crafted(tmp_path, name: str, change) -> str:
+    """A copy of a good segmenter checkpoint with ``change(payload)`` applied, written with plain torch.save."""
+    payload = read_checkpoint(segmenter_checkpoint(tmp_path / "good.pt"))
+    change(payload)
+    torch.save(payload, tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"depth": 40}, r"architecture config: depth must be <= 10, got 40"),
+        ({"base_filters": 600, "depth": 3}, r"architecture config: .*base_filters=600, depth=3 describe a network"),
+        # within the bounds, but far more parameters than the file's weights: refused before building it
+        ({"base_filters": 600}, r"architecture config describes a UNet3D of 103,004,403 parameters but holds"),
+        ({"nb_classes": "3"}, r"architecture config: nb_classes must be an integer, got '3'"),
+        ({"layers": 3}, r"architecture config: config has unknown key\(s\) \['layers'\]"),
+    ],
+)
+def test_load_segmenter_checks_the_config_before_building(tmp_path, monkeypatch, change, match) -> None:
+    # a checkpoint config with depth 40 or base_filters 600 built a multi-GB network before any check
+    path = crafted(tmp_path, "bomb.pt", lambda payload: payload["architecture"]["config"].update(change))
+
+    def no_layers(*args, **kwargs):
+        raise AssertionError("a layer was built")
+
+    monkeypatch.setattr(unet, "_DoubleConv", no_layers)
+    with pytest.raises(CheckpointError, match=r"checkpoint '.*bomb.pt' " + match):
+        load_segmenter(path)
