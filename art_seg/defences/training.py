@@ -56,7 +56,16 @@ from tqdm.auto import tqdm
 from art_seg import distributed
 from art_seg._checks import check_number, check_type
 from art_seg.attacks.scores import foreground_dice
-from art_seg.defences.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, segmenter_settings
+from art_seg.defences.checkpoint import (
+    CheckpointError,
+    apply_checkpoint,
+    check_architecture,
+    checked_entry,
+    model_device,
+    read_checkpoint,
+    save_checkpoint,
+    segmenter_settings,
+)
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.estimators.conversion import as_tensor, check_labels, to_label_tensor
 from art_seg.losses import per_sample_loss
@@ -302,12 +311,14 @@ class SegmentationTrainer(Trainer):
         start_epoch, self.history, self.stopped_epoch = 0, [], None
         # rank 0 decides, so that every process resumes or none does
         if distributed.broadcast_object(resume and (self.checkpoint_dir / LAST).is_file()):
-            payload = load_checkpoint(self.checkpoint_dir / LAST, model, segmenter.optimizer)
-            _check_same_config(payload["config"], config, self.checkpoint_dir / LAST)
-            start_epoch = payload["epoch"]
-            self.history = [EpochRecord(**record) for record in payload["state"]["history"]]
-            self.stopped_epoch = payload["state"]["stopped_epoch"]
-            best.restore(payload["state"]["best"], self.checkpoint_dir / BEST)
+            # every check before anything is loaded: the run's settings, the trainer state, best.pt
+            path = self.checkpoint_dir / LAST
+            payload = read_checkpoint(path, map_location=model_device(model))
+            _check_same_config(payload["config"], config, path)
+            history, stopped_epoch, summary = _trainer_state(payload, path)
+            best.restore(summary, self.checkpoint_dir / BEST, model)
+            apply_checkpoint(payload, path, model, segmenter.optimizer)
+            start_epoch, self.history, self.stopped_epoch = payload["epoch"], history, stopped_epoch
 
         total = None if batches_per_epoch is None else batches_per_epoch * max(nb_epochs - start_epoch, 0)
         progress = tqdm(total=total, desc=self._description, disable=not self.verbose or rank != 0)
@@ -471,10 +482,51 @@ class _Best:
     def summary(self) -> dict[str, Any]:
         return {"score": self.score, "epoch": self.epoch}
 
-    def restore(self, summary: dict[str, Any], path: Path) -> None:
+    def restore(self, summary: dict[str, Any], path: Path, model: torch.nn.Module) -> None:
+        """Take the best score and epoch of a resumed run, and the weights of ``path`` (its ``best.pt``), which
+        must hold ``model``'s architecture."""
         self.score, self.epoch = summary["score"], summary["epoch"]
         if self.score is not None and path.is_file():
-            self.state = read_checkpoint(path)["model"]
+            payload = read_checkpoint(path)
+            check_architecture(payload, model, path)
+            self.state = payload["model"]
+
+
+#: the fields of a stored :class:`EpochRecord` and their types
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "epoch": (int,),
+    "loss": (int, float),
+    "dice": (int, float),
+    "val_dice": (int, float, type(None)),
+}
+
+
+def _trainer_state(payload: dict[str, Any], path: Path) -> tuple[list[EpochRecord], int | None, dict[str, Any]]:
+    """``(history, stopped_epoch, best summary)`` of a checkpoint's trainer state, checked entry by entry.
+
+    Raises:
+        CheckpointError: a missing or mistyped entry, naming the file and the entry.
+    """
+    state = payload["state"]
+    history = []
+    for i, record in enumerate(checked_entry(state, "history", list, path, "state.")):
+        where = f"state.history[{i}]"
+        if not isinstance(record, dict):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is malformed: {where!r} must be dict, got {type(record).__name__}"
+            )
+        unknown = sorted(str(key) for key in record if key not in _RECORD_FIELDS)
+        if unknown:
+            raise CheckpointError(f"checkpoint {str(path)!r} is malformed: {where!r} has unknown key(s) {unknown}")
+        fields = {key: checked_entry(record, key, types, path, f"{where}.") for key, types in _RECORD_FIELDS.items()}
+        history.append(EpochRecord(**fields))
+    stopped_epoch = checked_entry(state, "stopped_epoch", (int, type(None)), path, "state.")
+    best = checked_entry(state, "best", dict, path, "state.")
+    summary = {
+        "score": checked_entry(best, "score", (int, float, type(None)), path, "state.best."),
+        "epoch": checked_entry(best, "epoch", int, path, "state.best."),
+    }
+    return history, stopped_epoch, summary
 
 
 def _check_same_config(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:

@@ -23,6 +23,7 @@ from art_seg.defences import (
     adversarial_count,
     load_segmenter,
     read_checkpoint,
+    save_checkpoint,
 )
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.models import UNet3D
@@ -201,6 +202,46 @@ def test_resume_and_load_segmenter_refuse_non_finite_weights(small_data, tmp_pat
         SegmentationTrainer(segmenter(), seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 2, resume=True)
     with pytest.raises(CheckpointError, match=message):
         load_segmenter(tmp_path / "last.pt")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda state: state.pop("history"), r"is malformed: it lacks 'state.history'"),
+        (lambda state: state["history"][0].update(loss="low"), r"'state.history\[0\].loss' must be int or float"),
+        (lambda state: state["history"][0].update(lr=1.0), r"'state.history\[0\]' has unknown key\(s\) \['lr'\]"),
+        (lambda state: state["history"].append(3), r"'state.history\[1\]' must be dict, got int"),
+        (lambda state: state.update(stopped_epoch="no"), r"'state.stopped_epoch' must be int or None, got str"),
+        (lambda state: state["best"].pop("score"), r"it lacks 'state.best.score'"),
+    ],
+)
+def test_resume_from_a_malformed_trainer_state_is_refused_clearly(small_data, tmp_path, change, match) -> None:
+    x, y = small_data
+    SegmentationTrainer(segmenter(), seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 1)
+    payload = read_checkpoint(tmp_path / "last.pt")
+    change(payload["state"])
+    torch.save(payload, tmp_path / "last.pt")
+    s = segmenter()
+    before = weights(s)
+    with pytest.raises(CheckpointError, match=r"^checkpoint '.*last.pt' .*" + match):
+        SegmentationTrainer(s, seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 2, resume=True)
+    assert same(weights(s), before)  # nothing loaded
+
+
+def test_resume_refuses_a_foreign_best_checkpoint(small_data, tmp_path) -> None:
+    # a best.pt of another architecture was loaded at the end with a size-mismatch traceback
+    x, y = small_data
+    validation = (x[:2], y[:2])
+    SegmentationTrainer(segmenter(), seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 1, validation)
+    best = read_checkpoint(tmp_path / "best.pt")
+    torch.manual_seed(0)
+    other = UNet3D(in_channels=2, nb_classes=TASK_CLASSES, base_filters=8, depth=1)
+    save_checkpoint(tmp_path / "best.pt", model=other, epoch=1, config=best["config"], state=best["state"])
+    s = segmenter()
+    before = weights(s)
+    with pytest.raises(CheckpointError, match=r"checkpoint '.*best.pt' is from another architecture: config"):
+        SegmentationTrainer(s, seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 2, validation, resume=True)
+    assert same(weights(s), before)
 
 
 # ---------------------------------------------------------------------------------- validation, stop
