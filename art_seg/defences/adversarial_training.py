@@ -22,7 +22,7 @@ from art_seg._checks import check_number, check_type
 from art_seg.attacks import IterativeFGSM
 from art_seg.attacks.base import run_attack
 from art_seg.attacks.targets import erase_labels
-from art_seg.defences.training import SegmentationTrainer
+from art_seg.defences.training import SegmentationTrainer, plain
 from art_seg.estimators import PyTorchSegmenter
 
 __all__ = ["AdversarialTrainer", "AdversarialTrainerMadryPGD", "adversarial_count"]
@@ -113,7 +113,7 @@ class AdversarialTrainer(SegmentationTrainer):
 
     def _config(self) -> dict[str, Any]:
         attacks = [
-            {"attack": type(a).__name__, **{p: _plain(getattr(a, p, None)) for p in a.attack_params}}
+            {"attack": type(a).__name__, **{p: plain(getattr(a, p, None)) for p in a.attack_params}}
             for a in self.attacks
         ]
         return {**super()._config(), "ratio": self.ratio, "warmup_epochs": self.warmup_epochs, "attacks": attacks}
@@ -168,14 +168,3 @@ def adversarial_count(ratio: float, batch_size: int, processes: int = 1, rank: i
     total = math.ceil(round(ratio * batch_size, 9))
     low, high = distributed.shard_bounds(total, processes, rank)
     return high - low
-
-
-def _plain(value: Any) -> Any:
-    """An attack parameter as a checkpoint-safe plain value (numbers, strings, lists)."""
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, (np.ndarray, torch.Tensor, list, tuple)):
-        return np.asarray(value if not isinstance(value, torch.Tensor) else value.cpu()).tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return repr(value)

@@ -8,8 +8,9 @@ A checkpoint is one ``.pt`` file holding a plain dict (tensors, numbers, strings
 - ``"model"``: the model's ``state_dict``; ``"architecture"``: the model class name and its ``config`` (art_seg
   models) or ``None``;
 - ``"optimizer"``: the optimizer's ``state_dict`` or ``None``;
-- ``"epoch"``: epochs completed; ``"config"``: the trainer's settings; ``"state"``: the trainer's own state
-  (history, best score, ...);
+- ``"epoch"``: epochs completed; ``"config"``: what determines the run, which a resume must match (the
+  trainer's settings, optimizer hyper-parameters, segmenter settings, batch size, data fingerprints); ``"state"``:
+  the trainer's own state (history, best score, ...);
 - ``"segmenter"``: the :class:`~art_seg.estimators.PyTorchSegmenter` settings needed to rebuild it
   (:func:`segmenter_settings`), or ``None``.
 

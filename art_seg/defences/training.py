@@ -42,6 +42,7 @@ process group of ``W > 1`` processes is initialised, every trainer trains data-p
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -70,7 +71,14 @@ from art_seg.estimators import PyTorchSegmenter
 from art_seg.estimators.conversion import as_tensor, check_labels, to_label_tensor
 from art_seg.losses import per_sample_loss
 
-__all__ = ["EpochRecord", "NonFiniteLossError", "SegmentationTrainer", "copy_segmenter", "epoch_seed"]
+__all__ = [
+    "EpochRecord",
+    "NonFiniteLossError",
+    "SegmentationTrainer",
+    "copy_segmenter",
+    "data_fingerprint",
+    "epoch_seed",
+]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -197,13 +205,21 @@ class SegmentationTrainer(Trainer):
                 each process trains on ``batch_size / W`` (see the module docstring).
             nb_epochs: the epoch count to reach (a resumed run continues up to it).
             validation_data: ``(x_val, y_val)``, scored by mean foreground Dice after each epoch.
-            resume: continue from ``checkpoint_dir/last.pt`` if it exists (else start afresh).
+            resume: continue from ``checkpoint_dir/last.pt`` if it exists (else start afresh). It must be the same
+                run: the trainer's settings, the optimizer's hyper-parameters (learning rate, ...), the segmenter's
+                settings (loss, ...), ``batch_size``, the training and validation data (hashed:
+                :func:`data_fingerprint`) and the architecture must match the checkpoint's (``nb_epochs`` may
+                grow); ``best.pt`` must be of the same run and architecture.
 
         Returns:
             :attr:`history`, one :class:`EpochRecord` per epoch trained so far.
 
         Raises:
             ValueError: ``batch_size`` is not a multiple of the number of processes, bad data or settings.
+            CheckpointError: (a ``ValueError``) a resume whose run differs from the checkpoint's (naming every
+                differing setting, e.g. ``optimizer.groups[0].lr: checkpoint 0.003, now 0.01``), or a damaged,
+                malformed or foreign checkpoint; nothing is loaded then.
+            NonFiniteLossError: the loss became NaN or Inf (naming the epoch and batch).
         """
         check_number("batch_size", batch_size, low=1, integer=True)
         processes, rank = distributed.world_size(), distributed.rank()
@@ -216,6 +232,7 @@ class SegmentationTrainer(Trainer):
         segmenter._check_x(x)
         segmenter._check_y(y, x)
         n = x.shape[0]
+        data_config = {"batch_size": batch_size, "training_data": data_fingerprint(x, y)}
 
         def batches(epoch_generator: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float, int]]:
             order = torch.randperm(n, generator=epoch_generator)  # the same on every process
@@ -229,7 +246,7 @@ class SegmentationTrainer(Trainer):
                 index = index.numpy() if isinstance(x, np.ndarray) else index.to(x.device)
                 yield x[index], y[index], share, size
 
-        return self._run(batches, -(-n // batch_size), nb_epochs, validation_data, resume, {"batch_size": batch_size})
+        return self._run(batches, -(-n // batch_size), nb_epochs, validation_data, resume, data_config)
 
     def fit_generator(
         self,
@@ -246,6 +263,9 @@ class SegmentationTrainer(Trainer):
 
         With several processes, give each its own shard (e.g. a ``DistributedSampler``) yielding the same number
         of equally sized batches on every process: a batch here is one process's part of the global batch.
+
+        A resume checks the settings as :meth:`fit` does, except the training data (a generator's data is not
+        hashed): resuming on other batches is the caller's responsibility.
         """
         from art.data_generators import DataGenerator
 
@@ -269,7 +289,7 @@ class SegmentationTrainer(Trainer):
                 "generator must be an ART DataGenerator or a re-iterable of (x, y) batches such as a DataLoader, "
                 f"got {type(generator).__name__}"
             )
-        return self._run(batches, size, nb_epochs, validation_data, resume, {"batch_size": None})
+        return self._run(batches, size, nb_epochs, validation_data, resume, {"batch_size": None, "training_data": None})
 
     # ----------------------------------------------------------------------------- what subclasses change
     def _batch(self, x: ArrayLike, y: ArrayLike, batch_size: int) -> tuple[ArrayLike, ArrayLike]:
@@ -283,8 +303,23 @@ class SegmentationTrainer(Trainer):
         return per_sample_loss(segmenter.loss, activation=segmenter.activation)(logits, labels, None)
 
     def _config(self) -> dict[str, Any]:
-        """Settings a resumed run must share with the run that wrote the checkpoint."""
-        return {"trainer": type(self).__name__, "seed": self.seed}
+        """Settings a resumed run must share with the run that wrote the checkpoint (plain data): the trainer's,
+        the optimizer's hyper-parameters and the segmenter's settings; ``fit`` adds the batch size and the data's
+        fingerprints, and the checkpoint itself holds the architecture."""
+        segmenter = self.segmenter
+        optimizer = segmenter.optimizer
+        settings = self._segmenter_settings
+        if settings is None:  # a callable loss or defences: at least the loss's name
+            settings = {"loss": getattr(segmenter.loss, "__name__", type(segmenter.loss).__name__)}
+        return {
+            "trainer": type(self).__name__,
+            "seed": self.seed,
+            "optimizer": {
+                "class": type(optimizer).__name__,
+                "groups": [{k: plain(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups],
+            },
+            "segmenter": settings,
+        }
 
     # -------------------------------------------------------------------------------------- the loop
     def _run(
@@ -304,7 +339,11 @@ class SegmentationTrainer(Trainer):
             raise ValueError(f"patience={self.patience} needs validation_data to stop on")
         validation = None if validation_data is None else self._validation_tensors(validation_data)
         segmenter, model = self.segmenter, self.segmenter.model
-        config = {**self._config(), **data_config}
+        config = {
+            **self._config(),
+            **data_config,
+            "validation_data": None if validation_data is None else data_fingerprint(*validation_data),
+        }
 
         processes, rank = distributed.world_size(), distributed.rank()
         best = _Best(self.min_delta)
@@ -315,8 +354,9 @@ class SegmentationTrainer(Trainer):
             path = self.checkpoint_dir / LAST
             payload = read_checkpoint(path, map_location=model_device(model))
             _check_same_config(payload["config"], config, path)
+            check_architecture(payload, model, path)
             history, stopped_epoch, summary = _trainer_state(payload, path)
-            best.restore(summary, self.checkpoint_dir / BEST, model)
+            best.restore(summary, self.checkpoint_dir / BEST, model, config)
             apply_checkpoint(payload, path, model, segmenter.optimizer)
             start_epoch, self.history, self.stopped_epoch = payload["epoch"], history, stopped_epoch
 
@@ -482,12 +522,13 @@ class _Best:
     def summary(self) -> dict[str, Any]:
         return {"score": self.score, "epoch": self.epoch}
 
-    def restore(self, summary: dict[str, Any], path: Path, model: torch.nn.Module) -> None:
+    def restore(self, summary: dict[str, Any], path: Path, model: torch.nn.Module, config: dict[str, Any]) -> None:
         """Take the best score and epoch of a resumed run, and the weights of ``path`` (its ``best.pt``), which
-        must hold ``model``'s architecture."""
+        must hold ``model``'s architecture and come from a run of the same ``config``."""
         self.score, self.epoch = summary["score"], summary["epoch"]
         if self.score is not None and path.is_file():
             payload = read_checkpoint(path)
+            _check_same_config(payload["config"], config, path)
             check_architecture(payload, model, path)
             self.state = payload["model"]
 
@@ -530,13 +571,57 @@ def _trainer_state(payload: dict[str, Any], path: Path) -> tuple[list[EpochRecor
 
 
 def _check_same_config(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """Raise :class:`CheckpointError` naming every setting (dotted, e.g. ``optimizer.groups[0].lr``) in which the
+    checkpoint's run and this one differ."""
+    saved, current = dict(_flattened(saved)), dict(_flattened(current))
     differences = [
         f"{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}"
         for key in sorted(set(saved) | set(current))
         if saved.get(key) != current.get(key)
     ]
     if differences:
-        raise ValueError(f"cannot resume from {str(path)!r}, the run's settings differ: {'; '.join(differences)}")
+        raise CheckpointError(
+            f"cannot resume from {str(path)!r}, the run's settings differ: {'; '.join(differences)}"
+        )
+
+
+def _flattened(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` of every leaf of nested dicts and of lists of dicts."""
+    if isinstance(value, dict) and (value or not prefix):
+        for key, item in value.items():
+            yield from _flattened(item, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        for i, item in enumerate(value):
+            yield from _flattened(item, f"{prefix}[{i}]")
+    else:
+        yield prefix, value
+
+
+def data_fingerprint(x: ArrayLike, y: ArrayLike) -> str:
+    """What identifies a data set in a checkpoint: a hash of ``x`` and ``y`` (dtypes, shapes and every value;
+    numpy and torch alike) and the sample count, e.g. ``"3f0c9a61d2e4b7a8 (6 samples)"``."""
+    digest = hashlib.blake2b(digest_size=8)
+    for array in (x, y):
+        values = np.ascontiguousarray(array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else array)
+        digest.update(f"{values.dtype.str}{values.shape}".encode())
+        digest.update(memoryview(values).cast("B"))
+    return f"{digest.hexdigest()} ({len(x)} samples)"
+
+
+def plain(value: Any) -> Any:
+    """A setting as checkpoint-safe plain data: numbers, strings, ``None``, lists (tuples, arrays and tensors
+    become lists), dicts of those; anything else as its ``repr``."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return np.asarray(value if not isinstance(value, torch.Tensor) else value.detach().cpu()).tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return repr(value)
 
 
 def copy_segmenter(segmenter: PyTorchSegmenter, **params: Any) -> PyTorchSegmenter:

@@ -242,6 +242,47 @@ def test_resume_refuses_a_foreign_best_checkpoint(small_data, tmp_path) -> None:
     with pytest.raises(CheckpointError, match=r"checkpoint '.*best.pt' is from another architecture: config"):
         SegmentationTrainer(s, seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 2, validation, resume=True)
     assert same(weights(s), before)
+    # a best.pt of the same architecture from another run
+    save_checkpoint(tmp_path / "best.pt", model=segmenter(seed=5).model, config={**best["config"], "seed": 5})
+    with pytest.raises(CheckpointError, match=r"resume from '.*best.pt', the run's settings differ: seed: checkpoint"):
+        SegmentationTrainer(s, seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 2, validation, resume=True)
+
+
+def test_resume_with_another_learning_rate_loss_data_or_architecture_is_refused(small_data, tmp_path) -> None:
+    # a changed learning rate or other data used to resume silently (and the optimizer state brought back
+    # the old learning rate)
+    x, y = small_data
+    validation = (x[:2], y[:2])
+    SegmentationTrainer(segmenter(), seed=1, checkpoint_dir=tmp_path).fit(x, y, 2, 1, validation)
+    cases = [
+        (segmenter(lr=1e-2), (x, y), validation, r"optimizer.groups\[0\].lr: checkpoint 0.02, now 0.01$"),
+        (segmenter(), (x + np.float32(1e-3), y), validation, r"training_data: checkpoint '[0-9a-f]{16} \(6 samples"),
+        (segmenter(), (x, y[::-1].copy()), validation, r"training_data: checkpoint"),
+        (segmenter(), (x, y), (x[2:4], y[2:4]), r"validation_data: checkpoint '[0-9a-f]{16} \(2"),
+        (segmenter(), (x, y), None, r"validation_data: checkpoint '[0-9a-f]{16} \(2 samples\)', now None$"),
+    ]
+    ce = segmenter()
+    ce.set_params(loss="ce")
+    cases.append((ce, (x, y), validation, r"segmenter.loss: checkpoint 'dice_ce', now 'ce'$"))
+    for s, data, val, match in cases:
+        before = weights(s)
+        match = r"cannot resume from '.*last.pt', the run's settings differ: " + match
+        with pytest.raises(CheckpointError, match=match):
+            SegmentationTrainer(s, seed=1, checkpoint_dir=tmp_path).fit(*data, 2, 2, val, resume=True)
+        assert same(weights(s), before)
+    torch.manual_seed(0)
+    wide = UNet3D(in_channels=2, nb_classes=TASK_CLASSES, base_filters=8, depth=1)
+    other = PyTorchSegmenter(
+        wide, "dice_ce", input_shape=(2, *SMALL), nb_classes=TASK_CLASSES, clip_values=(-3.0, 5.0),
+        optimizer=torch.optim.Adam(wide.parameters(), lr=2e-2), device_type="cpu",
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"'.*last.pt' is from another architecture: config .*'base_filters': 4"):
+        SegmentationTrainer(other, seed=1, checkpoint_dir=tmp_path).fit(x, y, 2, 2, validation, resume=True)
+    # the same run, with the data as torch tensors, resumes
+    history = SegmentationTrainer(segmenter(), seed=1, checkpoint_dir=tmp_path).fit(
+        torch.from_numpy(x), torch.from_numpy(y), 2, 2, validation, resume=True
+    )
+    assert [r.epoch for r in history] == [1, 2]
 
 
 # ---------------------------------------------------------------------------------- validation, stop
