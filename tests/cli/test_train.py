@@ -52,3 +52,18 @@ def test_resume_refuses_a_foreign_best_checkpoint(trained, tmp_path, capsys) -> 
     assert main(["train", *TINY, "--epochs", "2", "--resume", "--output", str(output)]) == 2
     error = capsys.readouterr().err
     assert "best.pt' is from another architecture" in error and error.count("\n") == 1
+
+
+def test_model_lists_only_the_subjects_it_was_trained_and_validated_on(tmp_path, capsys) -> None:
+    # a subject skipped for a damaged file was still listed among the training subjects of model.pt
+    data = tmp_path / "data"
+    make_brats_phantom(data, n_subjects=5, shape=(16, 16, 16), seed=1)
+    damaged = data / "BraTS20_Training_003" / "BraTS20_Training_003_flair.nii.gz"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    output = tmp_path / "train"
+    with pytest.warns(UserWarning, match="BraTS20_Training_003"):
+        assert main(["train", *TINY, "--data", str(data), "--output", str(output)]) == 0
+    config = read_checkpoint(output / "model.pt")["config"]
+    used = config["train_subjects"] + config["val_subjects"]
+    assert "BraTS20_Training_003" not in used and len(used) == 4 and len(set(used)) == 4
+    assert f"on {len(config['train_subjects'])} subjects" in capsys.readouterr().out
