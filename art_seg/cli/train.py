@@ -129,8 +129,9 @@ def run(args: argparse.Namespace) -> None:
     subjects = subjects_or_phantom(args, output / "phantom")
     train_subjects, val_subjects = train_val_split(subjects, args.val_fraction, seed=args.seed)
     multiple = 2**args.depth
-    x, y, _ = load_arrays(train_subjects, multiple=multiple)
-    validation = load_arrays(val_subjects, multiple=multiple)[:2] if val_subjects else None
+    x, y, train_metas = load_arrays(train_subjects, multiple=multiple)  # a subject that fails to load is skipped
+    x_val, y_val, val_metas = load_arrays(val_subjects, multiple=multiple) if val_subjects else (None, None, [])
+    validation = None if x_val is None else (x_val, y_val)
     if args.from_model:
         segmenter, _ = load_segmenter(args.from_model, device_type=device_type, learning_rate=args.lr)
     else:
@@ -140,8 +141,8 @@ def run(args: argparse.Namespace) -> None:
     extra = {
         "defence": args.defence,
         "arguments": {k: v for k, v in vars(args).items() if k != "run"},
-        "train_subjects": [s.id for s in train_subjects],
-        "val_subjects": [s.id for s in val_subjects],
+        "train_subjects": [meta.subject_id for meta in train_metas],  # those loaded, not the skipped ones
+        "val_subjects": [meta.subject_id for meta in val_metas],
     }
     if distributed.rank() != 0:  # under torchrun rank 0 writes the model
         return

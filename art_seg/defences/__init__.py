@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
-from art_seg.defences.adversarial_training import AdversarialTrainer, AdversarialTrainerMadryPGD
+from art_seg.defences.adversarial_training import AdversarialTrainer, AdversarialTrainerMadryPGD, adversarial_count
 from art_seg.defences.checkpoint import (
+    CheckpointError,
     load_checkpoint,
     load_segmenter,
     read_checkpoint,
@@ -20,14 +21,17 @@ from art_seg.defences.checkpoint import (
     segmenter_settings,
 )
 from art_seg.defences.distillation import DistillationTrainer
-from art_seg.defences.training import EpochRecord, SegmentationTrainer, copy_segmenter
+from art_seg.defences.training import EpochRecord, NonFiniteLossError, SegmentationTrainer, copy_segmenter
 
 __all__ = [
     "AdversarialTrainer",
     "AdversarialTrainerMadryPGD",
+    "CheckpointError",
     "DistillationTrainer",
     "EpochRecord",
+    "NonFiniteLossError",
     "SegmentationTrainer",
+    "adversarial_count",
     "copy_segmenter",
     "load_checkpoint",
     "load_segmenter",

@@ -9,6 +9,7 @@ ones: the model learns to segment the attacked volume correctly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,14 +17,15 @@ import numpy as np
 import torch
 from art.attacks.attack import EvasionAttack
 
+from art_seg import distributed
 from art_seg._checks import check_number, check_type
 from art_seg.attacks import IterativeFGSM
 from art_seg.attacks.base import run_attack
 from art_seg.attacks.targets import erase_labels
-from art_seg.defences.training import SegmentationTrainer
+from art_seg.defences.training import SegmentationTrainer, plain
 from art_seg.estimators import PyTorchSegmenter
 
-__all__ = ["AdversarialTrainer", "AdversarialTrainerMadryPGD"]
+__all__ = ["AdversarialTrainer", "AdversarialTrainerMadryPGD", "adversarial_count"]
 
 ArrayLike = np.ndarray | torch.Tensor
 TargetMaker = Callable[[ArrayLike], ArrayLike]
@@ -32,8 +34,11 @@ TargetMaker = Callable[[ArrayLike], ArrayLike]
 class AdversarialTrainer(SegmentationTrainer):
     """Train a segmenter on batches in which a share of the samples is attacked against the current model.
 
-    Per batch: ``round(ratio * batch)`` samples, drawn at random, are replaced by adversarial examples of one
-    attack chosen at random from ``attacks``; the step then trains on the mixed batch with the true labels.
+    Per batch of ``B`` samples: ``ceil(ratio * B)`` samples (as ART's ``AdversarialTrainer``: a batch of one is
+    attacked for any ``ratio > 0``), drawn at random, are replaced by adversarial examples of one attack chosen at
+    random from ``attacks``; the step then trains on the mixed batch with the true labels. Under DDP, ``B`` is the
+    global batch and its ``ceil(ratio * B)`` adversarial samples are split over the processes as the batch is
+    (:func:`adversarial_count`), so the share does not depend on the number of processes.
     Targeted attacks (``attack.targeted``, e.g. ti-FGSM) aim at ``target(y)``, by default "no tumour":
     every foreground class erased to background (class 0).
 
@@ -91,9 +96,9 @@ class AdversarialTrainer(SegmentationTrainer):
     def _erase_foreground(self, y: ArrayLike) -> ArrayLike:
         return erase_labels(y, list(range(1, self.segmenter.nb_classes)))
 
-    def _batch(self, x: ArrayLike, y: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+    def _batch(self, x: ArrayLike, y: ArrayLike, batch_size: int) -> tuple[ArrayLike, ArrayLike]:
         n = x.shape[0]
-        count = int(round(self.ratio * n))
+        count = min(adversarial_count(self.ratio, batch_size, distributed.world_size(), distributed.rank()), n)
         if len(self.history) < self.warmup_epochs or count == 0:
             return x, y
         chosen = torch.randperm(n)[:count].sort().values
@@ -108,7 +113,7 @@ class AdversarialTrainer(SegmentationTrainer):
 
     def _config(self) -> dict[str, Any]:
         attacks = [
-            {"attack": type(a).__name__, **{p: _plain(getattr(a, p, None)) for p in a.attack_params}}
+            {"attack": type(a).__name__, **{p: plain(getattr(a, p, None)) for p in a.attack_params}}
             for a in self.attacks
         ]
         return {**super()._config(), "ratio": self.ratio, "warmup_epochs": self.warmup_epochs, "attacks": attacks}
@@ -144,12 +149,22 @@ class AdversarialTrainerMadryPGD(AdversarialTrainer):
         super().__init__(segmenter, attack, ratio=1.0, **kwargs)
 
 
-def _plain(value: Any) -> Any:
-    """An attack parameter as a checkpoint-safe plain value (numbers, strings, lists)."""
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, (np.ndarray, torch.Tensor, list, tuple)):
-        return np.asarray(value if not isinstance(value, torch.Tensor) else value.cpu()).tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return repr(value)
+def adversarial_count(ratio: float, batch_size: int, processes: int = 1, rank: int = 0) -> int:
+    """How many samples of process ``rank``'s slice of a global batch of ``batch_size`` are made adversarial.
+
+    The global batch gets ``ceil(ratio * batch_size)`` adversarial samples (``ratio * batch_size`` rounded to 9
+    decimals first, so that ``0.1 * 30`` gives 3, not 4), cut over the ``processes`` as
+    :func:`~art_seg.distributed.shard_bounds` cuts the batch itself: part ``rank`` of them, which never exceeds
+    that process's slice of the batch. One process: ``ceil(ratio * batch_size)``.
+
+    Example:
+        >>> adversarial_count(0.5, 1)
+        1
+        >>> [adversarial_count(0.5, 2, processes=2, rank=r) for r in range(2)]  # one per global batch, not two
+        [1, 0]
+    """
+    check_number("ratio", ratio, low=0, high=1)
+    check_number("batch_size", batch_size, low=0, integer=True)
+    total = math.ceil(round(ratio * batch_size, 9))
+    low, high = distributed.shard_bounds(total, processes, rank)
+    return high - low

@@ -49,12 +49,16 @@ class DistillationTrainer(SegmentationTrainer):
     ``fit`` first trains the teacher at temperature ``T`` (unless a trained one is given), then the student. The
     student's per-sample loss is
 
-    ``(1 - alpha) * T**2 * soft_loss(student_logits / T, p_teacher) + alpha * loss(student_logits, y)``
+    ``(1 - alpha) * s * soft_loss(student_logits / T, p_teacher) + alpha * loss(student_logits, y)``
 
     with ``p_teacher = softmax(teacher_logits / T)`` (``sigmoid`` for sigmoid segmenters) on the same batch, and
-    ``loss`` the student's own. The ``T**2`` factor (Hinton et al. 2015) keeps the soft term's gradients on the
-    scale of the hard term's at any ``T``. Afterwards the student, deployed at ``T = 1``, is
-    :meth:`get_classifier` (ART's name) or :attr:`student`.
+    ``loss`` the student's own. The temperature acts only here, by dividing logits by ``T`` (the losses have no
+    temperature of their own). The scale ``s`` is ``T**2`` where Hinton et al.'s (2015) argument holds: a soft
+    cross-entropy (``soft_loss="ce"``), whose logit gradients shrink as ``1 / T**2``, mixed with a hard term
+    (``alpha > 0``), so that the two terms' gradients stay on one scale at any ``T``. Otherwise ``s = 1``: with
+    no hard term (``alpha = 0``, the default, as in Papernot et al.) ``T**2`` would only multiply the learning
+    rate (25-fold at ``T = 5`` for SGD), and a Dice or callable soft loss does not scale as ``1 / T**2``.
+    Afterwards the student, deployed at ``T = 1``, is :meth:`get_classifier` (ART's name) or :attr:`student`.
 
     The teacher runs on the student's preprocessed batch, so both must use the same preprocessing (the default
     teacher, a copy of the student, does).
@@ -66,7 +70,8 @@ class DistillationTrainer(SegmentationTrainer):
         temperature: ``T > 0``; 10 to 100 in Papernot et al.
         alpha: weight in ``[0, 1]`` of the hard-label term.
         soft_loss: loss between the student's tempered logits and the teacher's soft maps: a name from
-            :data:`art_seg.losses.LOSSES` (``"ce"`` as in the papers, or a Dice loss) or a callable.
+            :data:`art_seg.losses.LOSSES` (``"ce"`` as in the papers, or a Dice loss) or a callable; only
+            ``"ce"`` gets the ``T**2`` scale, and only with ``alpha > 0``.
         train_teacher: train the teacher in ``fit``; default ``True`` when ``teacher`` is ``None``, else ``False``
             (a given teacher is taken as trained at ``T``).
         teacher_epochs: epochs of teacher training (default: those of the student).
@@ -173,10 +178,11 @@ class DistillationTrainer(SegmentationTrainer):
         with torch.no_grad():
             teacher_logits = teacher.logits(x_model) / t
         soft = teacher_logits.softmax(dim=1) if teacher.activation == "softmax" else teacher_logits.sigmoid()
-        loss = t**2 * per_sample_loss(self.soft_loss, activation=self.student.activation)(logits / t, soft, None)
+        loss = per_sample_loss(self.soft_loss, activation=self.student.activation)(logits / t, soft, None)
         if self.alpha == 0:
             return loss
-        return (1 - self.alpha) * loss + self.alpha * super()._loss(logits, labels, x_model)
+        scale = t**2 if self.soft_loss == "ce" else 1.0  # Hinton et al.: soft CE next to a hard term
+        return (1 - self.alpha) * scale * loss + self.alpha * super()._loss(logits, labels, x_model)
 
     def _config(self) -> dict[str, Any]:
         soft_loss = self.soft_loss if isinstance(self.soft_loss, str) else getattr(self.soft_loss, "__name__", "")

@@ -28,8 +28,9 @@ process group of ``W > 1`` processes is initialised, every trainer trains data-p
 - what a batch is trained on (adversarial examples, the distillation teacher's soft labels) is made by each
   process for its own slice, against the current (identical) model. Each process's torch random state is seeded
   from ``(seed, e, rank)`` (:func:`epoch_seed`), so dropout masks, random starts and the choice of samples to
-  attack differ between processes (``AdversarialTrainer``'s ``ratio`` applies to each process's slice); a
-  distributed run is repeatable and resumable for a given number of processes.
+  attack differ between processes (``AdversarialTrainer`` attacks ``ceil(ratio * B)`` samples of each global
+  batch, split over the processes as the batch is); a distributed run is repeatable and resumable for a given
+  number of processes.
 - validation Dice is computed by rank 0 and broadcast, so early stopping and best-model decisions agree on every
   process; only rank 0 writes checkpoints and shows the progress bar; ``fit`` returns on every process after
   the last checkpoint is written. ``checkpoint_dir`` must be on a file system every process sees (on one machine
@@ -41,6 +42,7 @@ process group of ``W > 1`` processes is initialised, every trainer trains data-p
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -55,16 +57,36 @@ from tqdm.auto import tqdm
 from art_seg import distributed
 from art_seg._checks import check_number, check_type
 from art_seg.attacks.scores import foreground_dice
-from art_seg.defences.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, segmenter_settings
+from art_seg.defences.checkpoint import (
+    CheckpointError,
+    apply_checkpoint,
+    check_architecture,
+    checked_entry,
+    model_device,
+    read_checkpoint,
+    save_checkpoint,
+    segmenter_settings,
+)
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.estimators.conversion import as_tensor, check_labels, to_label_tensor
 from art_seg.losses import per_sample_loss
 
-__all__ = ["EpochRecord", "SegmentationTrainer", "copy_segmenter", "epoch_seed"]
+__all__ = [
+    "EpochRecord",
+    "NonFiniteLossError",
+    "SegmentationTrainer",
+    "copy_segmenter",
+    "data_fingerprint",
+    "epoch_seed",
+]
 
 ArrayLike = np.ndarray | torch.Tensor
 
 LAST, BEST = "last.pt", "best.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf: training stopped before the step, naming the epoch and the batch."""
 
 
 @dataclass(frozen=True)
@@ -183,13 +205,21 @@ class SegmentationTrainer(Trainer):
                 each process trains on ``batch_size / W`` (see the module docstring).
             nb_epochs: the epoch count to reach (a resumed run continues up to it).
             validation_data: ``(x_val, y_val)``, scored by mean foreground Dice after each epoch.
-            resume: continue from ``checkpoint_dir/last.pt`` if it exists (else start afresh).
+            resume: continue from ``checkpoint_dir/last.pt`` if it exists (else start afresh). It must be the same
+                run: the trainer's settings, the optimizer's hyper-parameters (learning rate, ...), the segmenter's
+                settings (loss, ...), ``batch_size``, the training and validation data (hashed:
+                :func:`data_fingerprint`) and the architecture must match the checkpoint's (``nb_epochs`` may
+                grow); ``best.pt`` must be of the same run and architecture.
 
         Returns:
             :attr:`history`, one :class:`EpochRecord` per epoch trained so far.
 
         Raises:
             ValueError: ``batch_size`` is not a multiple of the number of processes, bad data or settings.
+            CheckpointError: (a ``ValueError``) a resume whose run differs from the checkpoint's (naming every
+                differing setting, e.g. ``optimizer.groups[0].lr: checkpoint 0.003, now 0.01``), or a damaged,
+                malformed or foreign checkpoint; nothing is loaded then.
+            NonFiniteLossError: the loss became NaN or Inf (naming the epoch and batch).
         """
         check_number("batch_size", batch_size, low=1, integer=True)
         processes, rank = distributed.world_size(), distributed.rank()
@@ -202,20 +232,21 @@ class SegmentationTrainer(Trainer):
         segmenter._check_x(x)
         segmenter._check_y(y, x)
         n = x.shape[0]
+        data_config = {"batch_size": batch_size, "training_data": data_fingerprint(x, y)}
 
-        def batches(epoch_generator: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float]]:
+        def batches(epoch_generator: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float, int]]:
             order = torch.randperm(n, generator=epoch_generator)  # the same on every process
             for start in range(0, n, batch_size):
                 index = order[start : start + batch_size]
-                share = 1.0
+                size, share = len(index), 1.0
                 if processes > 1:
                     low, high = distributed.shard_bounds(len(index), processes, rank)
                     share = (high - low) * processes / len(index)  # this slice's weight in the global mean
                     index = index[low:high] if high > low else index[:1]  # empty slice: a step of weight 0
                 index = index.numpy() if isinstance(x, np.ndarray) else index.to(x.device)
-                yield x[index], y[index], share
+                yield x[index], y[index], share, size
 
-        return self._run(batches, -(-n // batch_size), nb_epochs, validation_data, resume, {"batch_size": batch_size})
+        return self._run(batches, -(-n // batch_size), nb_epochs, validation_data, resume, data_config)
 
     def fit_generator(
         self,
@@ -232,31 +263,38 @@ class SegmentationTrainer(Trainer):
 
         With several processes, give each its own shard (e.g. a ``DistributedSampler``) yielding the same number
         of equally sized batches on every process: a batch here is one process's part of the global batch.
+
+        A resume checks the settings as :meth:`fit` does, except the training data (a generator's data is not
+        hashed): resuming on other batches is the caller's responsibility.
         """
         from art.data_generators import DataGenerator
 
+        processes = distributed.world_size()  # every process holds an equal part of each global batch
         if isinstance(generator, DataGenerator):
             size = -(-generator.size // generator.batch_size)
 
-            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float]]:
-                return ((*generator.get_batch(), 1.0) for _ in range(size))
+            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float, int]]:
+                for _ in range(size):
+                    x_batch, y_batch = generator.get_batch()
+                    yield x_batch, y_batch, 1.0, len(x_batch) * processes
 
         elif isinstance(generator, Iterable) and not isinstance(generator, Iterator):
             size = len(generator) if hasattr(generator, "__len__") else None
 
-            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float]]:
-                return ((x_batch, y_batch, 1.0) for x_batch, y_batch in generator)
+            def batches(_: torch.Generator) -> Iterator[tuple[ArrayLike, ArrayLike, float, int]]:
+                return ((x_batch, y_batch, 1.0, len(x_batch) * processes) for x_batch, y_batch in generator)
 
         else:
             raise TypeError(
                 "generator must be an ART DataGenerator or a re-iterable of (x, y) batches such as a DataLoader, "
                 f"got {type(generator).__name__}"
             )
-        return self._run(batches, size, nb_epochs, validation_data, resume, {"batch_size": None})
+        return self._run(batches, size, nb_epochs, validation_data, resume, {"batch_size": None, "training_data": None})
 
     # ----------------------------------------------------------------------------- what subclasses change
-    def _batch(self, x: ArrayLike, y: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
-        """The batch to train on, from the data's batch (adversarial training replaces part of it)."""
+    def _batch(self, x: ArrayLike, y: ArrayLike, batch_size: int) -> tuple[ArrayLike, ArrayLike]:
+        """The batch to train on, from this process's slice ``x, y`` of a global batch of ``batch_size`` samples
+        (adversarial training replaces part of it)."""
         return x, y
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor, x_model: torch.Tensor) -> torch.Tensor:
@@ -265,13 +303,28 @@ class SegmentationTrainer(Trainer):
         return per_sample_loss(segmenter.loss, activation=segmenter.activation)(logits, labels, None)
 
     def _config(self) -> dict[str, Any]:
-        """Settings a resumed run must share with the run that wrote the checkpoint."""
-        return {"trainer": type(self).__name__, "seed": self.seed}
+        """Settings a resumed run must share with the run that wrote the checkpoint (plain data): the trainer's,
+        the optimizer's hyper-parameters and the segmenter's settings; ``fit`` adds the batch size and the data's
+        fingerprints, and the checkpoint itself holds the architecture."""
+        segmenter = self.segmenter
+        optimizer = segmenter.optimizer
+        settings = self._segmenter_settings
+        if settings is None:  # a callable loss or defences: at least the loss's name
+            settings = {"loss": getattr(segmenter.loss, "__name__", type(segmenter.loss).__name__)}
+        return {
+            "trainer": type(self).__name__,
+            "seed": self.seed,
+            "optimizer": {
+                "class": type(optimizer).__name__,
+                "groups": [{k: plain(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups],
+            },
+            "segmenter": settings,
+        }
 
     # -------------------------------------------------------------------------------------- the loop
     def _run(
         self,
-        batches: Callable[[torch.Generator], Iterable[tuple[ArrayLike, ArrayLike, float]]],
+        batches: Callable[[torch.Generator], Iterable[tuple[ArrayLike, ArrayLike, float, int]]],
         batches_per_epoch: int | None,
         nb_epochs: int,
         validation_data: tuple[ArrayLike, ArrayLike] | None,
@@ -286,23 +339,31 @@ class SegmentationTrainer(Trainer):
             raise ValueError(f"patience={self.patience} needs validation_data to stop on")
         validation = None if validation_data is None else self._validation_tensors(validation_data)
         segmenter, model = self.segmenter, self.segmenter.model
-        config = {**self._config(), **data_config}
+        config = {
+            **self._config(),
+            **data_config,
+            "validation_data": None if validation_data is None else data_fingerprint(*validation_data),
+        }
 
         processes, rank = distributed.world_size(), distributed.rank()
         best = _Best(self.min_delta)
         start_epoch, self.history, self.stopped_epoch = 0, [], None
         # rank 0 decides, so that every process resumes or none does
         if distributed.broadcast_object(resume and (self.checkpoint_dir / LAST).is_file()):
-            payload = load_checkpoint(self.checkpoint_dir / LAST, model, segmenter.optimizer)
-            _check_same_config(payload["config"], config, self.checkpoint_dir / LAST)
-            start_epoch = payload["epoch"]
-            self.history = [EpochRecord(**record) for record in payload["state"]["history"]]
-            self.stopped_epoch = payload["state"]["stopped_epoch"]
-            best.restore(payload["state"]["best"], self.checkpoint_dir / BEST)
+            # every check before anything is loaded: the run's settings, the trainer state, best.pt
+            path = self.checkpoint_dir / LAST
+            payload = read_checkpoint(path, map_location=model_device(model))
+            _check_same_config(payload["config"], config, path)
+            check_architecture(payload, model, path)
+            history, stopped_epoch, summary = _trainer_state(payload, path)
+            best.restore(summary, self.checkpoint_dir / BEST, model, config)
+            apply_checkpoint(payload, path, model, segmenter.optimizer)
+            start_epoch, self.history, self.stopped_epoch = payload["epoch"], history, stopped_epoch
 
         total = None if batches_per_epoch is None else batches_per_epoch * max(nb_epochs - start_epoch, 0)
         progress = tqdm(total=total, desc=self._description, disable=not self.verbose or rank != 0)
         devices = [segmenter.device] if segmenter.device.type == "cuda" else []
+        of = "" if batches_per_epoch is None else f" of {batches_per_epoch}"
         self._ddp = _data_parallel(model, segmenter.device) if processes > 1 else None
         try:
             for epoch in range(start_epoch, nb_epochs):
@@ -312,8 +373,9 @@ class SegmentationTrainer(Trainer):
                     torch.manual_seed(epoch_seed(self.seed, epoch, rank if processes > 1 else None))
                     shuffle = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
                     losses, dices, shares = [], [], []
-                    for x_batch, y_batch, share in batches(shuffle):
-                        loss, dice = self._step(x_batch, y_batch, share)
+                    for batch, (x_batch, y_batch, share, size) in enumerate(batches(shuffle), 1):
+                        where = f"epoch {epoch + 1}, batch {batch}{of}"
+                        loss, dice = self._step(x_batch, y_batch, share, size, where)
                         losses.append(loss)
                         dices.append(dice)
                         shares.append(share)
@@ -334,6 +396,7 @@ class SegmentationTrainer(Trainer):
                 self._save(LAST, epoch + 1, config, best)
         finally:
             self._ddp = None  # back to the plain module (its DDP hooks go with the wrapper)
+            model.eval()  # also when a step fails
             progress.close()
         distributed.barrier()  # every process returns after rank 0 wrote the last checkpoint
         if self.restore_best and best.state is not None:
@@ -341,23 +404,44 @@ class SegmentationTrainer(Trainer):
         model.eval()
         return self.history
 
-    def _step(self, x_batch: ArrayLike, y_batch: ArrayLike, share: float = 1.0) -> tuple[float, float]:
-        """One optimizer step on a batch (this process's slice of the global batch, of weight ``share``).
+    def _step(
+        self, x_batch: ArrayLike, y_batch: ArrayLike, share: float, batch_size: int, where: str
+    ) -> tuple[float, float]:
+        """One optimizer step on this process's slice ``x_batch, y_batch`` of a global batch of ``batch_size``
+        samples, of weight ``share``; ``where`` (e.g. ``"epoch 2, batch 5 of 8"``) names it in errors.
 
         Returns the batch's mean loss and training Dice (unweighted).
+
+        Raises:
+            NonFiniteLossError: the loss is NaN or Inf (on any process: every process raises), before the step,
+                so the model keeps the weights it had before this batch.
         """
         segmenter, model = self.segmenter, self.segmenter.model
         if share > 0:  # a weight-0 step only joins the gradient all-reduce: no need to attack its stand-in sample
-            x_batch, y_batch = self._batch(x_batch, y_batch)
+            x_batch, y_batch = self._batch(x_batch, y_batch, batch_size)
         x_model, labels = segmenter.training_batch(x_batch, y_batch)
         model.train(mode=self.training_mode)
         logits = self._forward(x_model)
         loss = self._loss(logits, labels, x_model).mean()
+        self._check_finite(loss.detach(), where)
         segmenter.optimizer.zero_grad(set_to_none=True)
         (loss if share == 1.0 else loss * share).backward()
         segmenter.optimizer.step()
         dice = foreground_dice(logits.detach(), labels, segmenter.activation).mean()
         return float(loss.detach()), float(dice)
+
+    def _check_finite(self, loss: torch.Tensor, where: str) -> None:
+        """Raise :class:`NonFiniteLossError` on every process if the loss of any process is NaN or Inf."""
+        finite = bool(torch.isfinite(loss))
+        processes = distributed.world_size()
+        failed = int(distributed.all_sum([not finite])[0]) if processes > 1 else int(not finite)
+        if failed:
+            value = f"{float(loss)}" if not finite else "finite on this process"
+            on = f" on {failed} of {processes} processes" if processes > 1 else ""
+            raise NonFiniteLossError(
+                f"{self._description}: the training loss is not finite ({value}) at {where}{on}; stopped before "
+                f"the step. Check the model's weights and the inputs for NaN/Inf, or lower the learning rate"
+            )
 
     def _forward(self, x_model: torch.Tensor) -> torch.Tensor:
         """The training forward: the segmenter's logits, through the DDP wrapper when training distributed."""
@@ -438,20 +522,106 @@ class _Best:
     def summary(self) -> dict[str, Any]:
         return {"score": self.score, "epoch": self.epoch}
 
-    def restore(self, summary: dict[str, Any], path: Path) -> None:
+    def restore(self, summary: dict[str, Any], path: Path, model: torch.nn.Module, config: dict[str, Any]) -> None:
+        """Take the best score and epoch of a resumed run, and the weights of ``path`` (its ``best.pt``), which
+        must hold ``model``'s architecture and come from a run of the same ``config``."""
         self.score, self.epoch = summary["score"], summary["epoch"]
         if self.score is not None and path.is_file():
-            self.state = read_checkpoint(path)["model"]
+            payload = read_checkpoint(path)
+            _check_same_config(payload["config"], config, path)
+            check_architecture(payload, model, path)
+            self.state = payload["model"]
+
+
+#: the fields of a stored :class:`EpochRecord` and their types
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "epoch": (int,),
+    "loss": (int, float),
+    "dice": (int, float),
+    "val_dice": (int, float, type(None)),
+}
+
+
+def _trainer_state(payload: dict[str, Any], path: Path) -> tuple[list[EpochRecord], int | None, dict[str, Any]]:
+    """``(history, stopped_epoch, best summary)`` of a checkpoint's trainer state, checked entry by entry.
+
+    Raises:
+        CheckpointError: a missing or mistyped entry, naming the file and the entry.
+    """
+    state = payload["state"]
+    history = []
+    for i, record in enumerate(checked_entry(state, "history", list, path, "state.")):
+        where = f"state.history[{i}]"
+        if not isinstance(record, dict):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is malformed: {where!r} must be dict, got {type(record).__name__}"
+            )
+        unknown = sorted(str(key) for key in record if key not in _RECORD_FIELDS)
+        if unknown:
+            raise CheckpointError(f"checkpoint {str(path)!r} is malformed: {where!r} has unknown key(s) {unknown}")
+        fields = {key: checked_entry(record, key, types, path, f"{where}.") for key, types in _RECORD_FIELDS.items()}
+        history.append(EpochRecord(**fields))
+    stopped_epoch = checked_entry(state, "stopped_epoch", (int, type(None)), path, "state.")
+    best = checked_entry(state, "best", dict, path, "state.")
+    summary = {
+        "score": checked_entry(best, "score", (int, float, type(None)), path, "state.best."),
+        "epoch": checked_entry(best, "epoch", int, path, "state.best."),
+    }
+    return history, stopped_epoch, summary
 
 
 def _check_same_config(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """Raise :class:`CheckpointError` naming every setting (dotted, e.g. ``optimizer.groups[0].lr``) in which the
+    checkpoint's run and this one differ."""
+    saved, current = dict(_flattened(saved)), dict(_flattened(current))
     differences = [
         f"{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}"
         for key in sorted(set(saved) | set(current))
         if saved.get(key) != current.get(key)
     ]
     if differences:
-        raise ValueError(f"cannot resume from {str(path)!r}, the run's settings differ: {'; '.join(differences)}")
+        raise CheckpointError(
+            f"cannot resume from {str(path)!r}, the run's settings differ: {'; '.join(differences)}"
+        )
+
+
+def _flattened(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` of every leaf of nested dicts and of lists of dicts."""
+    if isinstance(value, dict) and (value or not prefix):
+        for key, item in value.items():
+            yield from _flattened(item, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        for i, item in enumerate(value):
+            yield from _flattened(item, f"{prefix}[{i}]")
+    else:
+        yield prefix, value
+
+
+def data_fingerprint(x: ArrayLike, y: ArrayLike) -> str:
+    """What identifies a data set in a checkpoint: a hash of ``x`` and ``y`` (dtypes, shapes and every value;
+    numpy and torch alike) and the sample count, e.g. ``"3f0c9a61d2e4b7a8 (6 samples)"``."""
+    digest = hashlib.blake2b(digest_size=8)
+    for array in (x, y):
+        values = np.ascontiguousarray(array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else array)
+        digest.update(f"{values.dtype.str}{values.shape}".encode())
+        digest.update(memoryview(values).cast("B"))
+    return f"{digest.hexdigest()} ({len(x)} samples)"
+
+
+def plain(value: Any) -> Any:
+    """A setting as checkpoint-safe plain data: numbers, strings, ``None``, lists (tuples, arrays and tensors
+    become lists), dicts of those; anything else as its ``repr``."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return np.asarray(value if not isinstance(value, torch.Tensor) else value.detach().cpu()).tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return repr(value)
 
 
 def copy_segmenter(segmenter: PyTorchSegmenter, **params: Any) -> PyTorchSegmenter:

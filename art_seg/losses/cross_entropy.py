@@ -1,4 +1,4 @@
-"""Cross-entropy for segmentation, with temperature (defensive distillation), class and voxel weights."""
+"""Cross-entropy for segmentation, with class and voxel weights."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from art_seg._checks import check_number
 from art_seg.losses._common import (
     ClassWeights,
     as_class_weights,
@@ -21,30 +20,23 @@ from art_seg.losses._common import (
 )
 
 
-def _check_ce_options(*, activation: str, temperature: float, reduction: str) -> None:
-    check_options(activation=activation, reduction=reduction)
-    check_number("temperature", temperature, low=0, low_inclusive=False)
-
-
 def _cross_entropy_per_sample(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
     index: bool,
     activation: str,
-    temperature: float,
     class_weights: torch.Tensor | None,
     voxel_weights: torch.Tensor | None,
 ) -> torch.Tensor:
     """Per-sample CE ``(N,)`` of checked inputs; ``target`` is indices if ``index`` else maps ``(N, K, ...)``."""
-    z = logits if temperature == 1.0 else logits / temperature
     if activation == "softmax":
-        # Fused kernel; with probability targets it computes -sum_k cw_k t_k log_softmax(z)_k per voxel.
+        # Fused kernel; with probability targets it computes -sum_k cw_k t_k log_softmax(logits)_k per voxel.
         target = target.long() if index else target
-        per_voxel = F.cross_entropy(z, target, weight=class_weights, reduction="none")
+        per_voxel = F.cross_entropy(logits, target, weight=class_weights, reduction="none")
     else:
         maps = one_hot(target, logits, index=True) if index else target
-        per_channel = F.binary_cross_entropy_with_logits(z, maps, reduction="none")
+        per_channel = F.binary_cross_entropy_with_logits(logits, maps, reduction="none")
         if class_weights is not None:
             per_channel = per_channel * class_weights.view(1, -1, *([1] * (logits.ndim - 2)))
         per_voxel = per_channel.mean(1)
@@ -56,14 +48,13 @@ def cross_entropy_loss(
     target: torch.Tensor,
     *,
     activation: str = "softmax",
-    temperature: float = 1.0,
     class_weights: ClassWeights = None,
     voxel_weights: torch.Tensor | None = None,
     reduction: str = "mean",
 ) -> torch.Tensor:
     """Voxel-wise cross-entropy, averaged over (weighted) voxels per sample.
 
-    With ``z = logits / temperature`` the loss of voxel ``v`` is
+    With logits ``z``, the loss of voxel ``v`` is
 
     - ``"softmax"``: ``ce_v = -sum_k cw_k t_vk log softmax(z_v)_k`` (for class indices, ``-cw_y log p_vy``);
     - ``"sigmoid"``: ``ce_v = (1/K) sum_k cw_k BCE(sigmoid(z_vk), t_vk)``, binary cross-entropy per
@@ -71,7 +62,7 @@ def cross_entropy_loss(
 
     Per-sample loss: ``sum_v w_v ce_v / sum_v w_v`` (``w`` = ``voxel_weights``), or the plain voxel mean
     without voxel weights; an all-zero weight map gives 0. Without class or voxel weights the softmax loss
-    equals ``F.cross_entropy(logits / temperature, target)`` for index and for soft targets.
+    equals ``F.cross_entropy(logits, target)`` for index and for soft targets.
 
     Note:
         With class weights the normalisation is by the voxel weights only (a per-voxel weighted mean of
@@ -79,15 +70,15 @@ def cross_entropy_loss(
         labels. This keeps each sample's loss independent of its class frequencies and identical for index
         and one-hot targets.
 
-    Temperature: ``temperature > 1`` softens the student's logits, as in defensive distillation, where the
-    target is the teacher's ``softmax(teacher_logits / T)`` given as soft maps. No ``T**2`` factor is applied.
+    Temperature: there is none here. Defensive distillation divides the logits by ``T`` itself
+    (:class:`~art_seg.defences.DistillationTrainer`), its one temperature mechanism, and passes the teacher's
+    ``softmax(teacher_logits / T)`` as soft maps.
 
     Args:
         logits: raw scores ``(N, K, *spatial)``, floating, 1 to 3 spatial dims.
         target: class indices ``(N, *spatial)`` (any integer dtype; values not checked) or soft / one-hot maps
             ``(N, K, *spatial)`` with values in [0, 1]. With ``"sigmoid"``, indices are one-hot encoded.
         activation: ``"softmax"`` (mutually exclusive classes) or ``"sigmoid"`` (independent channels).
-        temperature: ``T > 0``; the logits are divided by it.
         class_weights: ``None`` or K non-negative weights, at least one positive.
         voxel_weights: ``None`` or non-negative weights broadcastable to ``(N, *spatial)`` (e.g. a mask).
         reduction: ``"mean"`` (mean of per-sample losses), ``"sum"`` (their sum) or ``"none"`` (shape ``(N,)``).
@@ -96,7 +87,7 @@ def cross_entropy_loss(
         A scalar tensor, or per-sample losses ``(N,)`` for ``reduction="none"``.
 
     Raises:
-        ValueError: unknown ``activation`` / ``reduction``, ``temperature <= 0``, bad class weights, or
+        ValueError: unknown ``activation`` / ``reduction``, bad class weights, or
             shapes that do not fit the conventions above.
         TypeError: non-tensor inputs, non-floating logits, bool / complex target.
 
@@ -108,7 +99,7 @@ def cross_entropy_loss(
         >>> cross_entropy_loss(logits, target, reduction="none").shape
         torch.Size([2])
     """
-    _check_ce_options(activation=activation, temperature=temperature, reduction=reduction)
+    check_options(activation=activation, reduction=reduction)
     check_logits(logits)
     index = is_index_target(target, logits)
     per_sample = _cross_entropy_per_sample(
@@ -116,7 +107,6 @@ def cross_entropy_loss(
         target if index else target.to(logits.dtype),
         index=index,
         activation=activation,
-        temperature=temperature,
         class_weights=class_weights_for(class_weights, logits),
         voxel_weights=as_voxel_weights(voxel_weights, logits),
     )
@@ -128,7 +118,6 @@ class CrossEntropyLoss(nn.Module):
 
     Args:
         activation: ``"softmax"`` or ``"sigmoid"``.
-        temperature: ``T > 0``; the logits are divided by it.
         class_weights: ``None`` or K non-negative weights (at least one positive), kept as the buffer
             ``class_weights`` so that it follows ``.to(device)``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
@@ -137,7 +126,7 @@ class CrossEntropyLoss(nn.Module):
         ValueError, TypeError: a bad option, naming it and its value.
 
     Example:
-        >>> loss = CrossEntropyLoss(temperature=2.0, class_weights=[0.5, 1.0])
+        >>> loss = CrossEntropyLoss(class_weights=[0.5, 1.0])
         >>> loss(torch.zeros(1, 2, 3, 3), torch.ones(1, 3, 3, dtype=torch.long)).shape
         torch.Size([])
     """
@@ -147,14 +136,12 @@ class CrossEntropyLoss(nn.Module):
     def __init__(
         self,
         activation: str = "softmax",
-        temperature: float = 1.0,
         class_weights: ClassWeights = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        _check_ce_options(activation=activation, temperature=temperature, reduction=reduction)
+        check_options(activation=activation, reduction=reduction)
         self.activation = activation
-        self.temperature = temperature
         self.reduction = reduction
         self.register_buffer("class_weights", as_class_weights(class_weights, check_values=True))
 
@@ -166,11 +153,10 @@ class CrossEntropyLoss(nn.Module):
             logits,
             target,
             activation=self.activation,
-            temperature=self.temperature,
             class_weights=self.class_weights,
             voxel_weights=voxel_weights,
             reduction=self.reduction,
         )
 
     def extra_repr(self) -> str:
-        return f"activation={self.activation!r}, temperature={self.temperature}, reduction={self.reduction!r}"
+        return f"activation={self.activation!r}, reduction={self.reduction!r}"

@@ -63,7 +63,7 @@ def dice_ce_loss(
     """``lambda_dice * soft Dice + lambda_ce * cross-entropy``, per sample, then reduced.
 
     The Dice part is :func:`~art_seg.losses.soft_dice_loss` (per sample, ``batch=False``) and the CE part
-    :func:`~art_seg.losses.cross_entropy_loss` (``temperature=1``), both with the same activation, class
+    :func:`~art_seg.losses.cross_entropy_loss`, both with the same activation, class
     weights and voxel weights. ``include_background`` applies to the Dice part only; CE always uses all K
     channels (as MONAI does).
 
@@ -133,7 +133,6 @@ def dice_ce_loss(
             target if fused else maps,
             index=fused,
             activation=activation,
-            temperature=1.0,
             class_weights=weights,
             voxel_weights=voxels,
         )

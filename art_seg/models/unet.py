@@ -14,10 +14,17 @@ is no norm layer (a norm's own shift makes a bias redundant). Transposed convs a
 
 The spatial size of the input must divide by ``2**depth`` in every dimension (``art_seg.data`` pads to such a
 multiple); the output has the same spatial size as the input.
+
+Size bounds, checked before any layer is built (so that a crafted checkpoint config such as ``depth: 40`` or
+``base_filters: 600`` cannot make the process allocate gigabytes): ``depth <= MAX_DEPTH`` (10) and at most
+``MAX_PARAMETERS`` (``2**28``, 1 GiB of float32 weights) parameters, counted from the config alone
+(:meth:`UNet3D.check_config`). A 3D U-Net with ``base_filters=32`` has about 23 million at ``depth=4``, 90
+million at ``depth=5``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -32,6 +39,69 @@ NORMS: tuple[str | None, ...] = ("instance", "batch", "group", "none", None)
 SPATIAL_DIMS: tuple[int, ...] = (2, 3)
 LEAKY_SLOPE = 0.01
 MAX_GROUPS = 8
+MAX_DEPTH = 10
+MAX_PARAMETERS = 2**28
+
+
+def _check_arguments(
+    in_channels: Any, nb_classes: Any, base_filters: Any, depth: Any, norm: Any, spatial_dims: Any, dropout: Any
+) -> int:
+    """Check every constructor argument and the size bounds, without building anything; return the parameter count.
+
+    Raises:
+        TypeError, ValueError: naming the argument and its value (the sizes, for a network over ``MAX_PARAMETERS``).
+    """
+    check_number("in_channels", in_channels, low=1, integer=True)
+    check_number("nb_classes", nb_classes, low=1, integer=True)
+    check_number("base_filters", base_filters, low=1, integer=True)
+    check_number("depth", depth, low=0, high=MAX_DEPTH, integer=True)
+    check_choice("norm", norm, NORMS)
+    check_number("spatial_dims", spatial_dims, integer=True)
+    check_choice("spatial_dims", spatial_dims, SPATIAL_DIMS)
+    check_number("dropout", dropout, low=0.0, high=1.0, high_inclusive=False)
+    count = _parameter_count(int(in_channels), int(nb_classes), int(base_filters), int(depth), norm, int(spatial_dims))
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"in_channels={in_channels}, nb_classes={nb_classes}, base_filters={base_filters}, depth={depth} "
+            f"describe a network of {count:,} parameters ({4 * count / 2**30:.1f} GiB as float32), over the limit "
+            f"of {MAX_PARAMETERS:,} (art_seg.models.unet.MAX_PARAMETERS); lower base_filters or depth"
+        )
+    return count
+
+
+def _parameter_count(
+    in_channels: int, nb_classes: int, base_filters: int, depth: int, norm: str | None, spatial_dims: int
+) -> int:
+    """The number of parameters of the U-Net these arguments describe (exact, in Python integers)."""
+    kernel = 3**spatial_dims
+    per_channel = 1 if norm in (None, "none") else 2  # a conv bias, or a norm's weight and bias
+
+    def double_conv(c_in: int, c_out: int) -> int:
+        return kernel * c_in * c_out + kernel * c_out * c_out + 2 * per_channel * c_out
+
+    widths = [base_filters * 2**level for level in range(depth + 1)]
+    total, previous = 0, in_channels
+    for width in widths:  # encoders, then the bottleneck
+        total += double_conv(previous, width)
+        previous = width
+    for level in range(depth):  # transposed conv (with bias), then the decoder's double conv
+        total += widths[level + 1] * widths[level] * 2**spatial_dims + widths[level]
+        total += double_conv(2 * widths[level], widths[level])
+    return total + base_filters * nb_classes + nb_classes  # the head
+
+
+def _config_arguments(cls: type, config: Any) -> dict[str, Any]:
+    """``config`` as keyword arguments of ``cls``'s constructor: no unknown key, no required key missing."""
+    check_type("config", config, dict)
+    parameters = [p for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"]
+    names = [p.name for p in parameters]
+    unknown = sorted(str(key) for key in config if key not in names)
+    if unknown:
+        raise ValueError(f"config has unknown key(s) {unknown}; {cls.__name__} takes {names}")
+    missing = [p.name for p in parameters if p.default is inspect.Parameter.empty and p.name not in config]
+    if missing:
+        raise ValueError(f"config lacks key(s) {missing} of {cls.__name__}")
+    return {p.name: config.get(p.name, p.default) for p in parameters}
 
 
 def _group_count(channels: int, max_groups: int = MAX_GROUPS) -> int:
@@ -93,7 +163,9 @@ class UNet3D(nn.Module):
 
     Raises:
         TypeError: if an integer argument is not an integer or ``dropout`` is not a real number.
-        ValueError: if an argument is out of range or ``norm`` / ``spatial_dims`` is not a known choice.
+        ValueError: if an argument is out of range, ``norm`` / ``spatial_dims`` is not a known choice, ``depth``
+            exceeds ``MAX_DEPTH`` (10) or the network would have over ``MAX_PARAMETERS`` (``2**28``)
+            parameters; checked before any layer is built.
 
     Shapes:
         input ``x``: ``(N, in_channels, *S)`` floating point, z-scored intensities, with ``len(S) ==
@@ -122,14 +194,7 @@ class UNet3D(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        check_number("in_channels", in_channels, low=1, integer=True)
-        check_number("nb_classes", nb_classes, low=1, integer=True)
-        check_number("base_filters", base_filters, low=1, integer=True)
-        check_number("depth", depth, low=0, integer=True)
-        check_choice("norm", norm, NORMS)
-        check_number("spatial_dims", spatial_dims, integer=True)
-        check_choice("spatial_dims", spatial_dims, SPATIAL_DIMS)
-        check_number("dropout", dropout, low=0.0, high=1.0, high_inclusive=False)
+        _check_arguments(in_channels, nb_classes, base_filters, depth, norm, spatial_dims, dropout)
 
         self.in_channels = int(in_channels)
         self.nb_classes = int(nb_classes)
@@ -176,16 +241,36 @@ class UNet3D(nn.Module):
         }
 
     @classmethod
+    def check_config(cls, config: dict[str, Any]) -> int:
+        """Check a :attr:`config` dict (e.g. read from a checkpoint) without building anything.
+
+        Every key must be a constructor argument, the required ones (``in_channels``, ``nb_classes``) present,
+        and every value valid, within ``MAX_DEPTH`` and ``MAX_PARAMETERS`` (see the class docstring).
+
+        Returns:
+            The parameter count of the network ``config`` describes.
+
+        Raises:
+            TypeError: ``config`` is not a dict, or a value of the wrong type (naming the key).
+            ValueError: an unknown or missing key, a value out of range, or a network over the bounds.
+        """
+        arguments = _config_arguments(cls, config)
+        return _check_arguments(**arguments)
+
+    @classmethod
     def from_config(cls, config: dict[str, Any]) -> UNet3D:
-        """Build a model from a :attr:`config` dict (unknown keys raise ``TypeError``).
+        """Build a model from a :attr:`config` dict, checked first by :meth:`check_config`.
 
         Args:
             config: constructor arguments, as returned by :attr:`config`.
 
         Returns:
             A freshly initialised model of this class.
+
+        Raises:
+            TypeError, ValueError: see :meth:`check_config`.
         """
-        check_type("config", config, dict)
+        cls.check_config(config)
         return cls(**config)
 
     @property
@@ -318,15 +403,31 @@ class UNet2D(UNet3D):
         super().__init__(in_channels, nb_classes, base_filters, depth, norm, spatial_dims=2, dropout=dropout)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> UNet2D:
-        """Build from a :attr:`config` dict; its ``spatial_dims``, if present, must be 2.
+    def check_config(cls, config: dict[str, Any]) -> int:
+        """As :meth:`UNet3D.check_config`; ``config["spatial_dims"]``, if present, must be 2.
 
         Raises:
-            ValueError: if ``config["spatial_dims"]`` is not 2.
+            ValueError: also if ``config["spatial_dims"]`` is not 2.
         """
-        check_type("config", config, dict)
-        config = dict(config)
-        spatial_dims = config.pop("spatial_dims", 2)
-        if spatial_dims != 2:
-            raise ValueError(f"UNet2D needs config spatial_dims == 2, got {spatial_dims!r}")
-        return cls(**config)
+        arguments = _config_arguments(cls, _without_spatial_dims(config))
+        return _check_arguments(**arguments, spatial_dims=2)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> UNet2D:
+        """Build from a :attr:`config` dict, checked first by :meth:`check_config`.
+
+        Raises:
+            TypeError, ValueError: see :meth:`check_config`.
+        """
+        cls.check_config(config)
+        return cls(**_without_spatial_dims(config))
+
+
+def _without_spatial_dims(config: Any) -> dict[str, Any]:
+    """A 2D config without its ``spatial_dims`` key, which must be 2 if present."""
+    check_type("config", config, dict)
+    config = dict(config)
+    spatial_dims = config.pop("spatial_dims", 2)
+    if spatial_dims != 2:
+        raise ValueError(f"UNet2D needs config spatial_dims == 2, got {spatial_dims!r}")
+    return config

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from art_seg.defences import load_checkpoint, read_checkpoint, save_checkpoint
+import art_seg.models.unet as unet
+from art_seg.defences import (
+    CheckpointError,
+    load_checkpoint,
+    load_segmenter,
+    read_checkpoint,
+    save_checkpoint,
+    segmenter_settings,
+)
+from art_seg.estimators import PyTorchSegmenter
 from art_seg.models import UNet2D, UNet3D
 
 
@@ -50,7 +59,7 @@ def test_reads_with_weights_only(tmp_path) -> None:
     # A pickled object that is not plain data would run code under weights_only=False: it must be refused.
     path = tmp_path / "evil.pt"
     torch.save({"format": "art_seg.checkpoint/1", "payload": Exception("not data")}, path)
-    with pytest.raises(ValueError, match="is damaged or not a torch file"):
+    with pytest.raises(ValueError, match="holds a pickled object that is not plain data"):
         read_checkpoint(path)
 
 
@@ -77,3 +86,116 @@ def test_bad_checkpoints_raise_clear_errors(tmp_path) -> None:
     other = save_checkpoint(tmp_path / "plain.pt", model=plain)
     with pytest.raises(ValueError, match=r"shape mismatches \['weight \(3, 2, 1, 1, 1\) != \(4, 2, 1, 1, 1\)'"):
         load_checkpoint(other, torch.nn.Conv3d(2, 4, 1))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_file_and_the_parameter(tmp_path, bad) -> None:
+    source = model()
+    with torch.no_grad():
+        source.decoders[0][0].weight[1, 0, 0, 0, 0] = bad
+    path = save_checkpoint(tmp_path / "diverged.pt", model=source, epoch=3)
+    message = r"checkpoint '.*diverged.pt' parameter 'decoders.0.0.weight' must be finite, got 1 NaN/Inf value"
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path)
+    target = model()
+    before = [p.detach().clone() for p in target.parameters()]
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path, target)
+    assert all(torch.equal(a, b) for a, b in zip(before, target.parameters()))  # nothing loaded
+
+
+def segmenter_checkpoint(path, net: torch.nn.Module | None = None):
+    """A checkpoint ``load_segmenter`` can rebuild (a tiny UNet3D by default) at ``path``."""
+    net = model() if net is None else net
+    seg = PyTorchSegmenter(net, "dice_ce", input_shape=(2, 8, 8, 8), nb_classes=3, device_type="cpu")
+    return save_checkpoint(path, model=net, epoch=1, segmenter=segmenter_settings(seg))
+
+
+def crafted(tmp_path, name: str, change) -> str:
+    """A copy of a good segmenter checkpoint with ``change(payload)`` applied, written with plain torch.save."""
+    payload = read_checkpoint(segmenter_checkpoint(tmp_path / "good.pt"))
+    change(payload)
+    torch.save(payload, tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"depth": 40}, r"architecture config: depth must be <= 10, got 40"),
+        ({"base_filters": 600, "depth": 3}, r"architecture config: .*base_filters=600, depth=3 describe a network"),
+        # within the bounds, but far more parameters than the file's weights: refused before building it
+        ({"base_filters": 600}, r"architecture config describes a UNet3D of 103,004,403 parameters but holds"),
+        ({"nb_classes": "3"}, r"architecture config: nb_classes must be an integer, got '3'"),
+        ({"layers": 3}, r"architecture config: config has unknown key\(s\) \['layers'\]"),
+    ],
+)
+def test_load_segmenter_checks_the_config_before_building(tmp_path, monkeypatch, change, match) -> None:
+    # a checkpoint config with depth 40 or base_filters 600 built a multi-GB network before any check
+    path = crafted(tmp_path, "bomb.pt", lambda payload: payload["architecture"]["config"].update(change))
+
+    def no_layers(*args, **kwargs):
+        raise AssertionError("a layer was built")
+
+    monkeypatch.setattr(unet, "_DoubleConv", no_layers)
+    with pytest.raises(CheckpointError, match=r"checkpoint '.*bomb.pt' " + match):
+        load_segmenter(path)
+
+
+BAD = "is malformed: "
+MALFORMED = [
+    # (id, change to a good segmenter checkpoint, what the message must say after "checkpoint '...bad.pt' ")
+    ("no model", lambda p: p.pop("model"), BAD + "it lacks 'model'"),
+    ("model a list", lambda p: p.update(model=[1.0]), BAD + "'model' must be dict, got list"),
+    ("weight a list", lambda p: p["model"].update({"head.bias": [0.0]}), BAD + "'model.head.bias' must be Tensor"),
+    ("no architecture", lambda p: p.pop("architecture"), BAD + "it lacks 'architecture'"),
+    ("class an int", lambda p: p["architecture"].update({"class": 3}), BAD + "'architecture.class' must be str"),
+    ("config a list", lambda p: p["architecture"].update(config=[4]), BAD + "'architecture.config' must be dict or"),
+    ("epoch a str", lambda p: p.update(epoch="3"), BAD + "'epoch' must be int, got str"),
+    ("epoch negative", lambda p: p.update(epoch=-1), BAD + "'epoch' must be >= 0, got -1"),
+    ("state a list", lambda p: p.update(state=[]), BAD + "'state' must be dict, got list"),
+    ("optimizer a str", lambda p: p.update(optimizer="adam"), BAD + "'optimizer' must be dict or None, got str"),
+    ("no loss", lambda p: p["segmenter"].pop("loss"), BAD + "it lacks 'segmenter.loss'"),
+    ("shape a str", lambda p: p["segmenter"].update(input_shape="8"), BAD + "'segmenter.input_shape' must be list"),
+    ("no classes", lambda p: p["segmenter"].update(nb_classes=0), "segmenter settings: nb_classes must be >= 1"),
+    ("clip of str", lambda p: p["segmenter"].update(clip_values=["a", "b"]), r"segmenter settings: clip_values"),
+    ("unknown loss", lambda p: p["segmenter"].update(loss="l7"), r"segmenter settings: loss must be one of .*'l7'"),
+]
+
+
+@pytest.mark.parametrize(("change", "match"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+def test_malformed_checkpoints_give_one_clear_error(tmp_path, change, match) -> None:
+    # they passed the safe loader and then failed with KeyError, AttributeError or TypeError tracebacks
+    path = crafted(tmp_path, "bad.pt", change)
+    with pytest.raises(CheckpointError, match=r"^checkpoint '.*bad.pt' " + match) as caught:
+        load_segmenter(path)
+    assert "\n" not in str(caught.value)
+    if "segmenter" not in match:
+        with pytest.raises(CheckpointError, match=r"^checkpoint '.*bad.pt' " + match):
+            load_checkpoint(path, model())
+
+
+def test_no_torch_advice_to_load_with_weights_only_false(tmp_path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "art_seg.checkpoint/1", "payload": Exception("not data")}, path)
+    message = r"holds a pickled object that is not plain data .*exceptions.Exception"
+    with pytest.raises(CheckpointError, match=message) as caught:
+        read_checkpoint(path)
+    message = str(caught.value)
+    assert "weights_only" not in message.replace("weights_only=True", "") and "False" not in message
+    assert "\n" not in message and "add_safe_globals" not in message
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(segmenter_checkpoint(tmp_path / "good.pt").read_bytes()[:300])
+    with pytest.raises(CheckpointError, match=r"'.*truncated.pt' is damaged or not a torch file: [^\n]*$"):
+        read_checkpoint(truncated)
+
+
+def test_a_bad_optimizer_state_loads_nothing(tmp_path) -> None:
+    source = model()
+    path = save_checkpoint(tmp_path / "c.pt", model=source, optimizer=torch.optim.SGD(source.parameters(), lr=0.1))
+    target = model(base=4)
+    torch.nn.init.zeros_(target.head.weight)
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.1)  # another parameter layout
+    with pytest.raises(CheckpointError, match=r"checkpoint '.*c.pt' optimizer state does not fit the Adam optimizer"):
+        load_checkpoint(path, target, optimizer)
+    assert torch.count_nonzero(target.head.weight) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -14,9 +16,14 @@ from art_seg.attacks import FGSM, IterativeFGSM, TargetedIterativeFGSM
 from art_seg.defences import (
     AdversarialTrainer,
     AdversarialTrainerMadryPGD,
+    CheckpointError,
     DistillationTrainer,
+    NonFiniteLossError,
     SegmentationTrainer,
+    adversarial_count,
+    load_segmenter,
     read_checkpoint,
+    save_checkpoint,
 )
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.models import UNet3D
@@ -139,6 +146,145 @@ def test_resume_with_other_settings_is_refused(small_data, tmp_path) -> None:
         SegmentationTrainer(segmenter()).fit(x, y, 2, 2, resume=True)
 
 
+# ------------------------------------------------------------------------------------ non-finite loss
+class _NaNAtCall(SegmentationTrainer):
+    """Its loss turns NaN at the ``nan_call``-th batch (1-based, over the whole run)."""
+
+    nan_call = 0
+
+    def _loss(self, logits, labels, x_model):
+        self.calls = getattr(self, "calls", 0) + 1
+        loss = super()._loss(logits, labels, x_model)
+        return loss * float("nan") if self.calls == self.nan_call else loss
+
+
+def test_nan_loss_stops_training_naming_epoch_and_batch(small_data, tmp_path) -> None:
+    x, y = small_data  # 6 samples, batches of 2: 3 batches per epoch
+    s = segmenter()
+    trainer = _NaNAtCall(s, seed=0, checkpoint_dir=tmp_path)
+    trainer.nan_call = 5
+    before = {}
+
+    def keep(*args):  # the weights before each step
+        before["weights"] = weights(s)
+        return SegmentationTrainer._step(trainer, *args)
+
+    trainer._step = keep
+    with pytest.raises(NonFiniteLossError, match=r"not finite \(nan\) at epoch 2, batch 2 of 3"):
+        trainer.fit(x, y, batch_size=2, nb_epochs=3)
+    assert same(weights(s), before["weights"])  # no step was taken on the NaN loss
+    assert all(torch.isfinite(p).all() for p in s.model.parameters())
+    assert read_checkpoint(tmp_path / "last.pt")["epoch"] == 1 and len(trainer.history) == 1
+    assert not s.model.training
+
+
+def test_nan_weights_stop_training_at_the_first_batch(small_data) -> None:
+    # NaN weights gave Dice 0.0 everywhere and the run went on, epoch after epoch, on a NaN loss
+    x, y = small_data
+    s = segmenter()
+    with torch.no_grad():
+        s.model.head.weight[0, 0] = float("nan")
+    message = r"SegmentationTrainer: the training loss is not finite \(nan\) at epoch 1, batch 1 of 3"
+    with pytest.raises(NonFiniteLossError, match=message):
+        SegmentationTrainer(s, seed=0).fit(x, y, batch_size=2, nb_epochs=2)
+    with pytest.raises(NonFiniteLossError, match=r"AdversarialTrainer: .* epoch 1, batch 1 of 2"):
+        AdversarialTrainer(s, FGSM(s, eps=0.1), seed=0).fit(x, y, batch_size=3, nb_epochs=2)
+
+
+def test_resume_and_load_segmenter_refuse_non_finite_weights(small_data, tmp_path) -> None:
+    x, y = small_data
+    SegmentationTrainer(segmenter(), seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 1)
+    payload = read_checkpoint(tmp_path / "last.pt")
+    payload["model"]["head.bias"][1] = float("nan")
+    torch.save(payload, tmp_path / "last.pt")
+    message = r"checkpoint '.*last.pt' parameter 'head.bias' must be finite, got 1 NaN/Inf value"
+    with pytest.raises(CheckpointError, match=message):
+        SegmentationTrainer(segmenter(), seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 2, resume=True)
+    with pytest.raises(CheckpointError, match=message):
+        load_segmenter(tmp_path / "last.pt")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda state: state.pop("history"), r"is malformed: it lacks 'state.history'"),
+        (lambda state: state["history"][0].update(loss="low"), r"'state.history\[0\].loss' must be int or float"),
+        (lambda state: state["history"][0].update(lr=1.0), r"'state.history\[0\]' has unknown key\(s\) \['lr'\]"),
+        (lambda state: state["history"].append(3), r"'state.history\[1\]' must be dict, got int"),
+        (lambda state: state.update(stopped_epoch="no"), r"'state.stopped_epoch' must be int or None, got str"),
+        (lambda state: state["best"].pop("score"), r"it lacks 'state.best.score'"),
+    ],
+)
+def test_resume_from_a_malformed_trainer_state_is_refused_clearly(small_data, tmp_path, change, match) -> None:
+    x, y = small_data
+    SegmentationTrainer(segmenter(), seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 1)
+    payload = read_checkpoint(tmp_path / "last.pt")
+    change(payload["state"])
+    torch.save(payload, tmp_path / "last.pt")
+    s = segmenter()
+    before = weights(s)
+    with pytest.raises(CheckpointError, match=r"^checkpoint '.*last.pt' .*" + match):
+        SegmentationTrainer(s, seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 2, resume=True)
+    assert same(weights(s), before)  # nothing loaded
+
+
+def test_resume_refuses_a_foreign_best_checkpoint(small_data, tmp_path) -> None:
+    # a best.pt of another architecture was loaded at the end with a size-mismatch traceback
+    x, y = small_data
+    validation = (x[:2], y[:2])
+    SegmentationTrainer(segmenter(), seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 1, validation)
+    best = read_checkpoint(tmp_path / "best.pt")
+    torch.manual_seed(0)
+    other = UNet3D(in_channels=2, nb_classes=TASK_CLASSES, base_filters=8, depth=1)
+    save_checkpoint(tmp_path / "best.pt", model=other, epoch=1, config=best["config"], state=best["state"])
+    s = segmenter()
+    before = weights(s)
+    with pytest.raises(CheckpointError, match=r"checkpoint '.*best.pt' is from another architecture: config"):
+        SegmentationTrainer(s, seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 2, validation, resume=True)
+    assert same(weights(s), before)
+    # a best.pt of the same architecture from another run
+    save_checkpoint(tmp_path / "best.pt", model=segmenter(seed=5).model, config={**best["config"], "seed": 5})
+    with pytest.raises(CheckpointError, match=r"resume from '.*best.pt', the run's settings differ: seed: checkpoint"):
+        SegmentationTrainer(s, seed=0, checkpoint_dir=tmp_path).fit(x, y, 2, 2, validation, resume=True)
+
+
+def test_resume_with_another_learning_rate_loss_data_or_architecture_is_refused(small_data, tmp_path) -> None:
+    # a changed learning rate or other data used to resume silently (and the optimizer state brought back
+    # the old learning rate)
+    x, y = small_data
+    validation = (x[:2], y[:2])
+    SegmentationTrainer(segmenter(), seed=1, checkpoint_dir=tmp_path).fit(x, y, 2, 1, validation)
+    cases = [
+        (segmenter(lr=1e-2), (x, y), validation, r"optimizer.groups\[0\].lr: checkpoint 0.02, now 0.01$"),
+        (segmenter(), (x + np.float32(1e-3), y), validation, r"training_data: checkpoint '[0-9a-f]{16} \(6 samples"),
+        (segmenter(), (x, y[::-1].copy()), validation, r"training_data: checkpoint"),
+        (segmenter(), (x, y), (x[2:4], y[2:4]), r"validation_data: checkpoint '[0-9a-f]{16} \(2"),
+        (segmenter(), (x, y), None, r"validation_data: checkpoint '[0-9a-f]{16} \(2 samples\)', now None$"),
+    ]
+    ce = segmenter()
+    ce.set_params(loss="ce")
+    cases.append((ce, (x, y), validation, r"segmenter.loss: checkpoint 'dice_ce', now 'ce'$"))
+    for s, data, val, match in cases:
+        before = weights(s)
+        match = r"cannot resume from '.*last.pt', the run's settings differ: " + match
+        with pytest.raises(CheckpointError, match=match):
+            SegmentationTrainer(s, seed=1, checkpoint_dir=tmp_path).fit(*data, 2, 2, val, resume=True)
+        assert same(weights(s), before)
+    torch.manual_seed(0)
+    wide = UNet3D(in_channels=2, nb_classes=TASK_CLASSES, base_filters=8, depth=1)
+    other = PyTorchSegmenter(
+        wide, "dice_ce", input_shape=(2, *SMALL), nb_classes=TASK_CLASSES, clip_values=(-3.0, 5.0),
+        optimizer=torch.optim.Adam(wide.parameters(), lr=2e-2), device_type="cpu",
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"'.*last.pt' is from another architecture: config .*'base_filters': 4"):
+        SegmentationTrainer(other, seed=1, checkpoint_dir=tmp_path).fit(x, y, 2, 2, validation, resume=True)
+    # the same run, with the data as torch tensors, resumes
+    history = SegmentationTrainer(segmenter(), seed=1, checkpoint_dir=tmp_path).fit(
+        torch.from_numpy(x), torch.from_numpy(y), 2, 2, validation, resume=True
+    )
+    assert [r.epoch for r in history] == [1, 2]
+
+
 # ---------------------------------------------------------------------------------- validation, stop
 def test_validation_dice_early_stop_and_restore_best(small_data, tmp_path) -> None:
     x, y = small_data
@@ -185,6 +331,41 @@ def test_distillation_loss_is_tempered_soft_ce_mixed_with_hard_loss(small_data) 
     )
     expected = 0.75 * 9.0 * soft_ce + 0.25 * hard
     torch.testing.assert_close(trainer._loss(logits, labels, x_model), expected, rtol=1e-5, atol=1e-6)
+
+
+def _uniform_distillation(alpha: float, soft_loss: str) -> tuple[DistillationTrainer, torch.Tensor, torch.Tensor]:
+    """A T = 3 trainer whose teacher outputs zero logits, and zero student logits: every softmax is uniform (1/3)."""
+    torch.manual_seed(0)
+    model = UNet3D(in_channels=2, nb_classes=3, base_filters=4, depth=1)
+    student = PyTorchSegmenter(
+        model, "ce", input_shape=(2, *SMALL), nb_classes=3, optimizer=torch.optim.SGD(model.parameters(), lr=0.1)
+    )
+    trainer = DistillationTrainer(student, temperature=3.0, alpha=alpha, soft_loss=soft_loss, seed=0)
+    torch.nn.init.zeros_(trainer.teacher.model.head.weight)  # the head's bias is 0 already
+    x, y = make_blob_task(2, seed=0, shape=SMALL)
+    x_model, labels = student.training_batch(x, y)
+    return trainer, torch.zeros(2, 3, *SMALL), (labels, x_model)
+
+
+@pytest.mark.parametrize(
+    ("alpha", "soft_loss", "expected"),
+    [
+        # soft CE alone: no T**2 (it was 9 ln 3, a 9-fold learning rate for SGD with no hard term to balance)
+        (0.0, "ce", math.log(3)),
+        # soft CE with a hard term: Hinton's T**2 keeps the two terms' gradients on one scale
+        (0.25, "ce", 0.75 * 9 * math.log(3) + 0.25 * math.log(3)),
+        # a soft Dice term: its gradients do not shrink as 1 / T**2, so no T**2 with or without a hard term
+        (0.0, "dice", 1 - (2 * 512 / 9 + 1e-5) / (2 * 512 / 3 + 1e-5)),
+        (0.25, "dice", 0.75 * (1 - (2 * 512 / 9 + 1e-5) / (2 * 512 / 3 + 1e-5)) + 0.25 * math.log(3)),
+        (1.0, "ce", math.log(3)),  # the hard term alone
+    ],
+)
+def test_distillation_loss_hand_computed_values(alpha: float, soft_loss: str, expected: float) -> None:
+    # uniform student (1/3) against a uniform teacher on 8**3 voxels of 3 classes: soft CE = hard CE = ln 3 per
+    # voxel, soft Dice of each class (2 V / 9 + 1e-5) / (2 V / 3 + 1e-5) with V = 512
+    trainer, logits, (labels, x_model) = _uniform_distillation(alpha, soft_loss)
+    loss = trainer._loss(logits, labels, x_model)
+    torch.testing.assert_close(loss, torch.full((2,), expected), rtol=1e-6, atol=1e-7)
 
 
 def _soft_dice(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -247,6 +428,59 @@ def test_warmup_epochs_are_clean(small_data) -> None:
     attack.generate = lambda *a, **k: calls.append(1) or original(*a, **k)  # type: ignore[method-assign]
     AdversarialTrainer(s, attack, ratio=0.5, warmup_epochs=2, seed=0).fit(x, y, batch_size=3, nb_epochs=3)
     assert len(calls) == 2  # only the third epoch's two batches
+
+
+def counting(attack):
+    """``attack`` with its ``generate`` recording how many samples each call attacks (in ``attack.counts``)."""
+    attack.counts = []
+    original = attack.generate
+    attack.generate = lambda x, *a, **k: attack.counts.append(len(x)) or original(x, *a, **k)  # type: ignore
+    return attack
+
+
+def test_a_batch_of_one_is_attacked_as_in_art(small_data) -> None:
+    # round(0.5 * 1) == 0 left every sample clean; ART (and now art_seg) takes ceil(ratio * batch)
+    x, y = small_data
+    s = segmenter()
+    attack = counting(FGSM(s, eps=0.3))
+    AdversarialTrainer(s, attack, ratio=0.5, seed=0).fit(x[:3], y[:3], batch_size=1, nb_epochs=1)
+    assert attack.counts == [1, 1, 1]
+    attack = counting(FGSM(s, eps=0.3))
+    AdversarialTrainer(s, attack, ratio=0.5, seed=0).fit(x[:5], y[:5], batch_size=2, nb_epochs=1)
+    assert attack.counts == [1, 1, 1]  # two batches of 2 and the last batch of 1
+
+
+@pytest.mark.parametrize(
+    ("ratio", "batch", "processes", "counts"),
+    [
+        (0.5, 1, 1, [1]),
+        (0.5, 2, 1, [1]),
+        (0.1, 30, 1, [3]),  # 0.1 * 30 is 3.0000000000000004 in floats: still 3
+        (0.3, 4, 1, [2]),
+        (0.0, 4, 1, [0]),
+        (1.0, 3, 1, [3]),
+        (0.5, 2, 2, [1, 0]),  # the CLI defaults under torchrun --nproc_per_node 2: one per global batch
+        (0.5, 4, 2, [1, 1]),
+        (0.5, 1, 2, [1, 0]),  # a last batch of one: rank 0 holds it and attacks it
+        (0.25, 8, 4, [1, 1, 0, 0]),
+        (0.75, 6, 4, [2, 1, 1, 1]),
+    ],
+)
+def test_adversarial_count_is_ceil_of_the_global_batch_split_over_ranks(ratio, batch, processes, counts) -> None:
+    got = [adversarial_count(ratio, batch, processes, rank) for rank in range(processes)]
+    assert got == counts and sum(got) == math.ceil(round(ratio * batch, 9))
+
+
+def test_adversarial_count_never_exceeds_the_rank_slice() -> None:
+    from art_seg.distributed import shard_bounds
+
+    for processes in range(1, 5):
+        for batch in range(0, 9):
+            for ratio in (0.0, 0.1, 0.25, 0.5, 0.6, 0.99, 1.0):
+                counts = [adversarial_count(ratio, batch, processes, r) for r in range(processes)]
+                slices = [b - a for a, b in (shard_bounds(batch, processes, r) for r in range(processes))]
+                assert all(c <= n for c, n in zip(counts, slices)), (ratio, batch, processes)
+                assert sum(counts) == math.ceil(round(ratio * batch, 9))
 
 
 def test_art_adversarial_trainer_runs_on_a_segmenter(small_data) -> None:

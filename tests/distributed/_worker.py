@@ -16,7 +16,7 @@ import torch
 
 from art_seg import distributed
 from art_seg.attacks import FGSM
-from art_seg.defences import AdversarialTrainer, DistillationTrainer, SegmentationTrainer
+from art_seg.defences import AdversarialTrainer, DistillationTrainer, NonFiniteLossError, SegmentationTrainer
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.evaluation import RobustnessEvaluator, samples_from_arrays, write_report
 from art_seg.models import UNet3D
@@ -85,6 +85,34 @@ def train_checkpointed(folder: Path) -> tuple[PyTorchSegmenter, list]:
     return seg, history
 
 
+def adversarial_counts() -> list[int]:
+    """Samples this process attacks per step with the CLI defaults (global batch 2, ratio 0.5), 4 samples."""
+    seg = segmenter()
+    attack = FGSM(seg, eps=0.2)
+    counts: list[int] = []
+    generate = attack.generate
+    attack.generate = lambda x, *args, **kwargs: counts.append(len(x)) or generate(x, *args, **kwargs)
+    AdversarialTrainer(seg, attack, ratio=0.5, seed=0).fit(*data(4), batch_size=2, nb_epochs=1)
+    return counts
+
+
+class NaNOnRank1(SegmentationTrainer):
+    """Its loss is NaN on rank 1 only: every rank must stop with the error, none left waiting in an all-reduce."""
+
+    def _loss(self, logits, labels, x_model):
+        loss = super()._loss(logits, labels, x_model)
+        return loss * float("nan") if distributed.rank() == 1 else loss
+
+
+def nan_on_rank_1() -> str:
+    """The error message of a run whose loss is NaN on rank 1 ("" when it trains to the end)."""
+    try:
+        NaNOnRank1(segmenter(), seed=0).fit(*data(4), batch_size=4, nb_epochs=1)
+    except NonFiniteLossError as error:
+        return str(error)
+    return ""
+
+
 #: more runs, each to match its single-process run: adversarial (each process attacks its own slice; FGSM on every
 #: sample, so deterministic), distillation (teacher and student trained one after the other), fit_generator
 OTHER_RUNS = {"adversarial": train_adversarial, "distilled": train_distilled, "batches": train_from_batches}
@@ -111,6 +139,8 @@ def main(out: Path) -> None:
     report["checkpointed"] = [[r.loss, r.dice, r.val_dice] for r in history]
     for name, train_one in OTHER_RUNS.items():
         torch.save(train_one().model.state_dict(), out / f"{name}.rank{rank}.pt")
+    report["adversarial_counts"] = adversarial_counts()
+    report["nan_on_rank_1"] = nan_on_rank_1()
 
     seg, _ = train("even")
     rows = evaluator(seg).run(samples(), out / "evaluation")

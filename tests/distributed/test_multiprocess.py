@@ -89,6 +89,21 @@ def test_other_trainers_and_fit_generator_match_one_process(run, one_thread, nam
     assert max_difference(seg.model.state_dict(), ranks[0]) < 1e-5
 
 
+def test_adversarial_training_attacks_ceil_ratio_of_each_global_batch(run) -> None:
+    # CLI defaults under torchrun --nproc_per_node 2: each rank holds one sample of a global batch of 2, so
+    # ceil(0.5 * 2) = 1 sample per global batch, on rank 0 (round(0.5 * 1) == 0 used to attack none at all)
+    assert report(run, 0)["adversarial_counts"] == [1, 1]
+    assert report(run, 1)["adversarial_counts"] == []
+    assert _worker.adversarial_counts() == [1, 1]  # one process, the same global batches
+
+
+def test_a_nan_loss_on_one_rank_stops_every_rank(run) -> None:
+    for rank in range(PROCESSES):
+        message = report(run, rank)["nan_on_rank_1"]
+        assert "loss is not finite" in message and "at epoch 1, batch 1 of 1 on 1 of 2 processes" in message
+    assert _worker.nan_on_rank_1() == ""  # rank 0 alone trains on
+
+
 def test_checkpoints_validation_and_resume_under_ddp(run, one_thread, tmp_path) -> None:
     seg, history = _worker.train_checkpointed(tmp_path)
     ranks = [state(run / f"checkpointed.rank{r}.pt") for r in range(PROCESSES)]

@@ -4,13 +4,15 @@ so a run of ``W`` processes is played rank by rank with ``world_size`` and ``ran
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from art_seg import distributed
-from art_seg.defences import SegmentationTrainer, training
+from art_seg.attacks import FGSM
+from art_seg.defences import AdversarialTrainer, SegmentationTrainer, training
 from art_seg.evaluation import read_results
 from tests.distributed import _worker
 
@@ -100,7 +102,7 @@ def test_global_batch_must_split_evenly_over_the_processes(as_rank) -> None:
 
 
 class _Recorder(SegmentationTrainer):
-    def _step(self, x_batch, y_batch, share=1.0):
+    def _step(self, x_batch, y_batch, share, batch_size, where):
         self.steps.append((x_batch.copy(), share))
         return 0.5, 0.25  # no training: only the slicing is under test
 
@@ -131,7 +133,7 @@ def test_ranks_draw_their_own_random_state(as_rank, monkeypatch) -> None:
     draws = {}
 
     class Draw(SegmentationTrainer):
-        def _step(self, x_batch, y_batch, share=1.0):
+        def _step(self, x_batch, y_batch, share, batch_size, where):
             draws[self.name] = float(torch.rand(()))
             return 0.0, 0.0
 
@@ -144,6 +146,47 @@ def test_ranks_draw_their_own_random_state(as_rank, monkeypatch) -> None:
     # rank 0 draws what a single process draws, the other ranks their own
     assert draws["alone"] == draws["rank0"] != draws["rank1"]
     assert training.epoch_seed(0, 0) == training.epoch_seed(0, 0, rank=0) != training.epoch_seed(0, 0, rank=1)
+
+
+class _Counting(AdversarialTrainer):
+    """Records how many samples each step attacks, in :attr:`attacked`."""
+
+    def __init__(self, seg, ratio):
+        attack = FGSM(seg, eps=0.2)
+        generate = attack.generate
+
+        def counted(x, *args, **kwargs):
+            self.attacked[-1] += len(x)
+            return generate(x, *args, **kwargs)
+
+        attack.generate = counted
+        super().__init__(seg, attack, ratio=ratio, seed=0)
+        self.attacked = []
+
+    def _step(self, *args):
+        self.attacked.append(0)
+        return super()._step(*args)
+
+
+@pytest.mark.parametrize(("n", "batch_size", "ratio"), [(4, 2, 0.5), (5, 4, 0.5), (6, 6, 0.25)])
+def test_adversarial_samples_per_global_batch_do_not_depend_on_the_processes(
+    as_rank, monkeypatch, n, batch_size, ratio
+) -> None:
+    # with the CLI defaults (batch 2, ratio 0.5) on 2 processes each rank held one sample and round(0.5) == 0
+    # attacked none: adversarial training silently became plain training
+    monkeypatch.setattr(training, "_data_parallel", lambda model, device: None)
+    x, y = _worker.data(n)
+    attacked = {}
+    for world in (1, 2):
+        per_rank = []
+        for rank in range(world):
+            as_rank(rank, world)
+            trainer = _Counting(_worker.segmenter(), ratio)
+            trainer.fit(x, y, batch_size=batch_size, nb_epochs=1)
+            per_rank.append(trainer.attacked)
+        attacked[world] = np.sum(per_rank, axis=0).tolist()  # per global batch, over the ranks
+    sizes = [min(batch_size, n - start) for start in range(0, n, batch_size)]
+    assert attacked[1] == attacked[2] == [math.ceil(ratio * size) for size in sizes]
 
 
 def test_only_rank_0_writes_checkpoints(as_rank, monkeypatch, tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for art_seg.losses.cross_entropy: hand-computed values, F.cross_entropy equality, weights, temperature."""
+"""Tests for art_seg.losses.cross_entropy: hand-computed values, F.cross_entropy equality, weights, soft targets."""
 
 from __future__ import annotations
 
@@ -29,9 +29,7 @@ def example(dtype: torch.dtype = torch.float64, onehot: bool = False) -> tuple[t
     return logits, target
 
 
-ROOT3 = math.sqrt(3.0)
 MASK = [[1.0, 0.0], [1.0, 1.0]]
-LT2 = -math.log(ROOT3 / (1.0 + ROOT3))  # -log p of the right class at |z| = ln3 / 2
 
 HAND_CASES = [
     # (id, kwargs, expected) -- expected from the per-voxel probabilities in `example`, by hand
@@ -41,7 +39,6 @@ HAND_CASES = [
     # mask drops voxel (0, 1), the only one with p = 1/2
     ("softmax_mask", {"voxel_weights": torch.tensor(MASK)}, L75),
     ("softmax_voxel_weights", {"voxel_weights": torch.tensor([[2.0, 1.0], [0.5, 1.0]])}, (3.5 * L75 + L50) / 4.5),
-    ("temperature_2", {"temperature": 2.0}, (3 * LT2 + L50) / 4),
     # sigmoid: channel 0 is 1/2 everywhere (4 x log2); channel 1: three voxels -log(3/4), one log2; mean of 8
     ("sigmoid", {"activation": "sigmoid"}, (5 * L50 + 3 * L75) / 8),
     ("sigmoid_cw", {"activation": "sigmoid", "class_weights": [1.0, 3.0]}, (4 * L50 + 3 * (3 * L75 + L50)) / 8),
@@ -71,35 +68,37 @@ def test_class_weighted_mean_differs_from_torch_weighted_mean() -> None:
     assert ours.item() == pytest.approx(torchs.item() * 8 / 4)
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.5])
 @pytest.mark.parametrize("spatial", [(7,), (4, 5), (3, 4, 2)])
-def test_equals_torch_cross_entropy(temperature: float, spatial: tuple[int, ...]) -> None:
+def test_equals_torch_cross_entropy(spatial: tuple[int, ...]) -> None:
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 4, *spatial, generator=gen, dtype=torch.float64) * 3
     index = torch.randint(0, 4, (3, *spatial), generator=gen)
     soft = torch.softmax(torch.randn(3, 4, *spatial, generator=gen, dtype=torch.float64), dim=1)
     for target in (index, soft):
-        expected = F.cross_entropy(logits / temperature, target)
-        got = cross_entropy_loss(logits, target, temperature=temperature)
+        expected = F.cross_entropy(logits, target)
+        got = cross_entropy_loss(logits, target)
         assert got.item() == pytest.approx(expected.item(), rel=1e-12)
-        per_voxel = F.cross_entropy(logits / temperature, target, reduction="none")
-        per_sample = cross_entropy_loss(logits, target, temperature=temperature, reduction="none")
+        per_voxel = F.cross_entropy(logits, target, reduction="none")
+        per_sample = cross_entropy_loss(logits, target, reduction="none")
         torch.testing.assert_close(per_sample, per_voxel.flatten(1).mean(1))
-        total = cross_entropy_loss(logits, target, temperature=temperature, reduction="sum")
+        total = cross_entropy_loss(logits, target, reduction="sum")
         assert total.item() == pytest.approx(per_voxel.flatten(1).mean(1).sum().item(), rel=1e-12)
 
 
-def test_distillation_soft_target_at_temperature() -> None:
+def test_distillation_soft_target_of_tempered_logits() -> None:
+    # the loss has no temperature of its own: distillation divides both models' logits by T before it
     gen = torch.Generator().manual_seed(1)
     teacher, student = torch.randn(2, 2, 3, 5, 4, 4, generator=gen, dtype=torch.float64).unbind(0)
     temperature = 20.0
     soft = torch.softmax(teacher / temperature, dim=1)
-    loss = CrossEntropyLoss(temperature=temperature)(student, soft)
+    loss = CrossEntropyLoss()(student / temperature, soft)
     manual = -(soft * torch.log_softmax(student / temperature, dim=1)).sum(1).mean()
     assert loss.item() == pytest.approx(manual.item(), rel=1e-12)
     # the student matching the teacher minimises it: the loss is the teacher's entropy
     entropy = -(soft * soft.log()).sum(1).mean()
-    assert cross_entropy_loss(teacher, soft, temperature=temperature).item() == pytest.approx(entropy.item(), rel=1e-12)
+    assert cross_entropy_loss(teacher / temperature, soft).item() == pytest.approx(entropy.item(), rel=1e-12)
+    with pytest.raises(TypeError, match="temperature"):
+        cross_entropy_loss(student, soft, temperature=temperature)
 
 
 def test_sigmoid_equals_manual_bce_with_class_weights() -> None:
@@ -153,13 +152,13 @@ def test_per_sample_is_each_sample_alone() -> None:
 
 def test_module_matches_function_and_keeps_class_weights_as_buffer() -> None:
     logits, target = example()
-    module = CrossEntropyLoss(temperature=2.0, class_weights=[1.0, 3.0], reduction="none")
+    module = CrossEntropyLoss(class_weights=[1.0, 3.0], reduction="none")
     assert "class_weights" in dict(module.named_buffers())
     torch.testing.assert_close(module.class_weights, torch.tensor([1.0, 3.0]))
     mask = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
     expected = cross_entropy_loss(
-        logits, target, temperature=2.0, class_weights=[1.0, 3.0], voxel_weights=mask, reduction="none"
+        logits, target, class_weights=[1.0, 3.0], voxel_weights=mask, reduction="none"
     )
     torch.testing.assert_close(module(logits, target, mask), expected)
     assert module.double().class_weights.dtype == torch.float64
-    assert "temperature=2.0" in repr(module)
+    assert "reduction='none'" in repr(module)

@@ -381,3 +381,59 @@ def test_overfits_bright_square() -> None:
         pred = model(x).argmax(1)
     dice = 2 * ((pred == 1) & (y == 1)).sum() / ((pred == 1).sum() + (y == 1).sum())
     assert dice > 0.9
+
+
+# ------------------------------------------------------------------------------------ config bounds
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("norm", ["instance", "batch", "group", None])
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_check_config_counts_the_parameters_without_building(spatial_dims: int, norm: str | None, depth: int) -> None:
+    model = UNet3D(3, 5, base_filters=6, depth=depth, norm=norm, spatial_dims=spatial_dims, dropout=0.1)
+    assert UNet3D.check_config(model.config) == n_params(model)
+    if spatial_dims == 2:
+        two_d = UNet2D(3, 5, base_filters=6, depth=depth, norm=norm)
+        assert UNet2D.check_config(two_d.config) == n_params(two_d) == n_params(model)
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "match"),
+    [
+        ({"depth": 40}, ValueError, r"depth must be <= 10, got 40"),
+        ({"base_filters": 600}, ValueError, r"base_filters=600.* describe a network of [\d,]+ parameters .*over the"),
+        ({"in_channels": 10**9}, ValueError, r"in_channels=1000000000.*over the limit"),
+        ({"nb_classes": 10**9}, ValueError, r"nb_classes=1000000000.*over the limit"),
+        ({"widths": [4, 8]}, ValueError, r"config has unknown key\(s\) \['widths'\]; UNet3D takes \['in_channels', "),
+        ({"nb_classes": None}, TypeError, r"nb_classes must be an integer, got None"),
+    ],
+)
+def test_oversized_or_malformed_configs_are_refused_before_any_layer_is_built(
+    config, error, match, monkeypatch
+) -> None:
+    # depth 40 or base_filters 600 used to build a multi-GB network before any check
+    import art_seg.models.unet as unet
+
+    def no_layers(*args, **kwargs):
+        raise AssertionError("a layer was built")
+
+    monkeypatch.setattr(unet, "_DoubleConv", no_layers)
+    full = {"in_channels": 4, "nb_classes": 4, "base_filters": 8, "depth": 3} | config
+    with pytest.raises(error, match=match):
+        UNet3D.check_config(full)
+    with pytest.raises(error, match=match):
+        UNet3D.from_config(full)
+    if "widths" not in config:
+        with pytest.raises(error, match=match):
+            UNet3D(**full)
+
+
+def test_check_config_names_missing_keys_and_bad_types() -> None:
+    with pytest.raises(ValueError, match=r"config lacks key\(s\) \['nb_classes'\] of UNet3D"):
+        UNet3D.check_config({"in_channels": 4})
+    with pytest.raises(TypeError, match=r"config must be dict, got list"):
+        UNet3D.check_config([4, 4])
+    with pytest.raises(ValueError, match=r"UNet2D needs config spatial_dims == 2, got 3"):
+        UNet2D.check_config({"in_channels": 1, "nb_classes": 2, "spatial_dims": 3})
+    with pytest.raises(ValueError, match=r"config has unknown key\(s\) \['extra'\]; UNet2D takes"):
+        UNet2D.check_config({"in_channels": 1, "nb_classes": 2, "extra": 1})
+    # a large (nnU-Net-sized and more) network stays within the limit
+    assert UNet3D.check_config({"in_channels": 4, "nb_classes": 4, "base_filters": 32, "depth": 5}) < 2**28
