@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from art_seg._checks import check_choice, check_number, check_type
 from art_seg.attacks.base import SegmentationAttack
 from art_seg.attacks.norms import budget_tensor, project, random_start, steepest_step
+from art_seg.losses import logit_margin_loss
 from art_seg.losses._common import as_voxel_weights, weighted_voxel_mean
 
 APGD_LOSSES = ("ce", "masked_ce", "dlr", "dice", "generalized_dice", "dice_ce", "margin", "own")
@@ -41,15 +42,26 @@ def masked_ce_loss(
 def dlr_loss(logits: torch.Tensor, target: torch.Tensor, *, voxel_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Voxel-averaged difference-of-logits ratio ``-(z_y - max_{j != y} z_j) / (z_(1) - z_(3) + 1e-12)``.
 
-    ``z_(1) >= z_(2) >= z_(3)`` are the sorted logits of the voxel; for two classes ``z_(3)`` is ``z_(2)``. Scale
-    invariant, so saturated softmax (distillation) cannot hide it.
+    ``z_(1) >= z_(2) >= z_(3)`` are the sorted logits of the voxel. Scale invariant, so saturated softmax
+    (distillation) cannot hide it.
+
+    Two classes: the ratio needs three logits. With two, any shift- and scale-invariant function of a voxel's
+    logits depends on the sign of ``z_1 - z_0`` alone, so the ratio is ``+-1`` everywhere with no usable gradient
+    (a binary model would look fully robust). For ``K = 2`` the loss is therefore the ratio's numerator, the
+    logit margin ``max_{j != y} z_j - z_y`` averaged over voxels (:func:`~art_seg.losses.logit_margin_loss`).
+    APGD keeps the property the ratio is there for: multiplying every logit by ``c > 0`` (a temperature)
+    scales each sample's loss and gradient by ``c``, which changes neither the steps (sign or unit L2) nor
+    which iterate has the higher loss. What the margin lacks is the per-voxel normalisation: voxels with large
+    logits weigh more in the mean.
     """
-    labels = _labels(target).unsqueeze(1)
+    labels = _labels(target)
+    if logits.shape[1] == 2:
+        return logit_margin_loss(logits, labels, voxel_weights=voxel_weights)
+    labels = labels.unsqueeze(1)
     true = logits.gather(1, labels).squeeze(1)
     others = logits.scatter(1, labels, -torch.inf).amax(dim=1)
     ranked = logits.sort(dim=1, descending=True).values
-    third = ranked[:, min(2, logits.shape[1] - 1)]
-    return _voxel_mean(-(true - others) / (ranked[:, 0] - third + 1e-12), voxel_weights)
+    return _voxel_mean(-(true - others) / (ranked[:, 0] - ranked[:, 2] + 1e-12), voxel_weights)
 
 
 _LOSS_FUNCTIONS: dict[str, Any] = {"masked_ce": masked_ce_loss, "dlr": dlr_loss, "own": None}
@@ -71,7 +83,8 @@ class AutoPGDSegmentation(SegmentationAttack):
         norm: ``np.inf`` or ``2``. eps: budget, scalar or per channel, in input units (z-scored intensity).
         max_iter: iterations ``N``.
         loss: ``"ce"`` (cross-entropy), ``"masked_ce"`` (cross-entropy of still-correct voxels only), ``"dlr"``
-            (voxel-averaged difference-of-logits ratio), another name of :data:`art_seg.losses.LOSSES`
+            (voxel-averaged difference-of-logits ratio; for two classes its numerator, the logit margin: see
+            :func:`dlr_loss`), another name of :data:`art_seg.losses.LOSSES`
             (``"dice"``, ``"dice_ce"``, ...), or ``"own"``: the estimator's loss.
         random_start: start from a uniform point of the ball (as APGD does) or from ``x``.
         batch_size, seed, verbose: as in :class:`~art_seg.attacks.IterativeFGSM`.

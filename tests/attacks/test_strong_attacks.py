@@ -149,3 +149,27 @@ def test_bad_arguments(trained_segmenter) -> None:
         SegPGD(trained_segmenter, max_iter=0)
     with pytest.raises(TypeError, match="targeted must be bool"):
         CosPGD(trained_segmenter, targeted="yes")
+
+
+# ---------------------------------------------------------------------------------------------- two classes (12.2)
+def test_dlr_of_two_classes_is_the_logit_margin_by_hand() -> None:
+    # (1, 2, 2): voxel 0 right by 1.5 (label 0), voxel 1 wrong by 2 (label 0, class 1 wins)
+    logits = torch.tensor([[[2.0, 1.0], [0.5, 3.0]]], dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[0, 0]])
+    value = dlr_loss(logits, target)
+    assert value.item() == pytest.approx((-1.5 + 2.0) / 2)  # the ratio alone would be (-1 + 1) / 2 = 0 here
+    (grad,) = torch.autograd.grad(value, logits)
+    torch.testing.assert_close(grad, torch.tensor([[[-0.5, -0.5], [0.5, 0.5]]], dtype=torch.float64))
+    weights = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    assert dlr_loss(logits, target, voxel_weights=weights).item() == pytest.approx((-1.5 + 3 * 2.0) / 4)
+
+
+def test_apgd_dlr_lowers_dice_of_a_two_class_model(binary_segmenter, binary_task) -> None:
+    x, y = binary_task
+    clean = mean_dice(binary_segmenter.predict(x).argmax(1), y, 2)
+    assert clean > 0.8, clean
+    attack = AutoPGDSegmentation(binary_segmenter, eps=EPS, max_iter=5, loss="dlr")
+    x_adv = attack.generate(x, y)
+    assert np.abs(x_adv - x).max() <= EPS + 1e-6
+    attacked = mean_dice(binary_segmenter.predict(x_adv).argmax(1), y, 2)
+    assert attacked < clean - 0.3, (clean, attacked)
