@@ -135,7 +135,7 @@ class AutoPGDSegmentation(SegmentationAttack):
         y: torch.Tensor,
         mask: torch.Tensor | None,
         voxel_weights: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: torch.Generator | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         loss = _LOSS_FUNCTIONS.get(self.apgd_loss, self.apgd_loss)
         eps = budget_tensor(self.eps, x)

@@ -79,7 +79,7 @@ class IterativeFGSM(SegmentationAttack):
         y: torch.Tensor,
         mask: torch.Tensor | None,
         voxel_weights: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: torch.Generator | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         eps, step = budget_tensor(self.eps, x), budget_tensor(self.eps_step, x)
         steps = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)

@@ -85,8 +85,10 @@ def project(delta: torch.Tensor, norm: float, eps: torch.Tensor) -> torch.Tensor
     return delta * torch.clamp(eps / torch.where(length > 0, length, torch.ones_like(length)), max=1.0)
 
 
-def random_start(shape: torch.Size, norm: float, eps: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A perturbation drawn uniformly from the ``eps`` ball, reproducibly from ``generator``."""
+def random_start(
+    shape: torch.Size, norm: float, eps: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A perturbation drawn uniformly from the ``eps`` ball, from ``generator`` (``None``: torch's global one)."""
     if norm == np.inf:
         unit = torch.rand(shape, generator=generator, device=eps.device, dtype=eps.dtype) * 2 - 1
         return unit * eps

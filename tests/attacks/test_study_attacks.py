@@ -193,6 +193,50 @@ def test_random_start_is_reproducible_with_a_seed(trained_segmenter, blob_data):
     assert np.abs(run(7) - run(8)).max() > 0.01
 
 
+def test_a_seeded_attack_advances_its_generator_across_calls(trained_segmenter, blob_data):
+    # inside a trainer every batch of every epoch must get a new random start, and a fresh attack with the
+    # same seed must replay the same sequence of starts
+    x, y = blob_data[0][:2], blob_data[1][:2]
+
+    def attack():
+        return IterativeFGSM(trained_segmenter, eps=0.3, eps_step=0.1, max_iter=1, random_start=True, seed=7)
+
+    first = attack()
+    calls = [first.generate(x, y) for _ in range(3)]
+    assert np.abs(calls[0] - calls[1]).max() > 0.01 and np.abs(calls[1] - calls[2]).max() > 0.01
+    replay = attack()
+    for expected in calls:
+        np.testing.assert_array_equal(replay.generate(x, y), expected)
+    first.set_params(seed=7)  # setting the seed restarts the sequence
+    np.testing.assert_array_equal(first.generate(x, y), calls[0])
+
+
+@pytest.mark.parametrize("seed", [None, 3])
+def test_attacks_without_randomness_leave_torchs_global_generator_alone(seed, trained_segmenter, blob_data):
+    x, y = blob_data[0][:2], blob_data[1][:2]
+    for attack in (
+        FGSM(trained_segmenter, eps=0.2),
+        IterativeFGSM(trained_segmenter, eps=0.2, eps_step=0.1, max_iter=2, seed=seed),
+        TargetedIterativeFGSM(trained_segmenter, eps=0.2, eps_step=0.1, max_iter=2, seed=seed),
+        IterativeFGSM(trained_segmenter, eps=0.2, eps_step=0.1, max_iter=1, random_start=True, seed=3),
+    ):
+        if attack.seed is None and getattr(attack, "random_start", False):
+            continue
+        state = torch.random.get_rng_state()
+        attack.generate(x, y)
+        assert torch.equal(torch.random.get_rng_state(), state), type(attack).__name__
+
+
+def test_an_unseeded_random_start_follows_torch_manual_seed(trained_segmenter, blob_data):
+    x, y = blob_data[0][:2], blob_data[1][:2]
+    attack = IterativeFGSM(trained_segmenter, eps=0.3, eps_step=0.1, max_iter=1, random_start=True)
+    torch.manual_seed(11)
+    first = attack.generate(x, y)
+    torch.manual_seed(11)
+    np.testing.assert_array_equal(attack.generate(x, y), first)
+    assert np.abs(attack.generate(x, y) - first).max() > 0.01
+
+
 def test_voxel_weights_restrict_which_voxels_the_loss_counts(trained_segmenter, blob_data):
     x, y = blob_data
     attack = IterativeFGSM(trained_segmenter, norm=2, eps=5.0, eps_step=2.0, max_iter=3)
