@@ -9,6 +9,9 @@ The balls:
 - ``norm=inf``: ``|delta[n, c, v]| <= eps[c]`` for every voxel;
 - ``norm=2`` with a scalar ``eps``: ``||delta[n]||_2 <= eps`` over each sample's whole perturbation (as in ART);
 - ``norm=2`` with per-channel ``eps``: ``||delta[n, c]||_2 <= eps[c]`` for each sample and channel.
+
+An L2 step is normalised over the same axes as its ball, so an L2 attack's ``eps`` and ``eps_step`` have one
+shape (both scalars or both per channel); the attacks check this.
 """
 
 from __future__ import annotations

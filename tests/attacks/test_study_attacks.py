@@ -264,6 +264,20 @@ def test_per_channel_eps_bounds_each_modality(trained_segmenter, blob_data):
     np.testing.assert_allclose(per_channel, [0.1, 0.4], rtol=1e-5)
 
 
+def test_l2_budgets_share_one_geometry(trained_segmenter):
+    # an L2 step normalised per channel (per-channel eps_step) inside a ball over the whole sample (scalar eps),
+    # or the reverse, is the steepest step of neither ball: both must be scalars or both per channel
+    message = r"norm=2 needs eps and eps_step of the same shape .* got eps of shape \({}\) and eps_step of shape \({}\)"
+    with pytest.raises(ValueError, match=message.format("", "2,")):
+        IterativeFGSM(trained_segmenter, norm=2, eps=1.0, eps_step=[0.2, 0.3])
+    with pytest.raises(ValueError, match=message.format("2,", "")):
+        IterativeFGSM(trained_segmenter, norm=2, eps=[1.0, 2.0], eps_step=0.2)
+    linf = IterativeFGSM(trained_segmenter, eps=[0.1, 0.4], eps_step=0.05)  # L-inf: every voxel is its own axis
+    with pytest.raises(ValueError, match=message.format("2,", "")):
+        linf.set_params(norm=2)
+    IterativeFGSM(trained_segmenter, norm=2, eps=[1.0, 2.0], eps_step=[0.2, 0.4])
+
+
 def test_attack_loss_can_differ_from_the_estimators(trained_segmenter, blob_data):
     x, y = blob_data
     with_ce = FGSM(trained_segmenter, eps=0.2, loss="ce").generate(x, y)
