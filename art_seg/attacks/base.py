@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from art_seg._checks import check_finite, check_number, check_type
 from art_seg.attacks.norms import canonical_norm, check_budget
+from art_seg.attacks.scores import hard_labels
 from art_seg.estimators.conversion import (
     ArrayLike,
     as_tensor,
@@ -225,7 +226,7 @@ class SegmentationAttack(EvasionAttack, abc.ABC):
         probabilities = self.estimator.predict(x, batch_size=self.batch_size)
         if self.estimator.activation == "softmax":
             return probabilities.argmax(dim=1)
-        return (probabilities > 0.5).to(probabilities.dtype)
+        return hard_labels(probabilities, "sigmoid", from_logits=False).to(probabilities.dtype)
 
     def _check_inside_clip_values(self, x: ArrayLike) -> None:
         if self.estimator.clip_values is None:

@@ -74,6 +74,10 @@ class TargetedIterativeFGSM(IterativeFGSM):
         if self.early_stop_dice is None:
             return None
         activation = self.estimator.activation
-        prediction = hard_labels(self.estimator.predict(x_adv, batch_size=self.batch_size), activation)
-        target = one_hot(y, self.estimator.nb_classes) if not y.is_floating_point() else hard_labels(y, activation)
+        probabilities = self.estimator.predict(x_adv, batch_size=self.batch_size)
+        prediction = hard_labels(probabilities, activation, from_logits=False)
+        if y.is_floating_point():
+            target = hard_labels(y, activation, from_logits=False)
+        else:
+            target = one_hot(y, self.estimator.nb_classes)
         return per_sample_dice(prediction, target) < self.early_stop_dice
