@@ -10,7 +10,7 @@ from art.exceptions import EstimatorError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from art_seg.attacks import FGSM, IterativeFGSM, TargetedIterativeFGSM
+from art_seg.attacks import FGSM, AutoPGDSegmentation, CosPGD, IterativeFGSM, SegPGD, TargetedIterativeFGSM
 from art_seg.attacks.targets import erase_labels
 from art_seg.estimators import PyTorchSegmenter
 from tests.helpers import TASK_CLASSES, mean_dice
@@ -105,7 +105,7 @@ def test_ifgsm_equals_art_basic_iterative_method(norm, eps, step, trained_segmen
 
 
 # ---------------------------------------------------------------------------------------------- bounds (property)
-def tiny_estimator(nb_channels: int, spatial: tuple[int, ...], clip: bool) -> PyTorchSegmenter:
+def tiny_estimator(nb_channels: int, spatial: tuple[int, ...], clip: bool, activation: str = "softmax"):
     torch.manual_seed(0)
     conv = torch.nn.Conv2d if len(spatial) == 2 else torch.nn.Conv3d
     model = torch.nn.Sequential(conv(nb_channels, 4, 3, padding=1), torch.nn.Tanh(), conv(4, 3, 1))
@@ -114,12 +114,27 @@ def tiny_estimator(nb_channels: int, spatial: tuple[int, ...], clip: bool) -> Py
         "dice_ce",
         input_shape=(nb_channels, *spatial),
         nb_classes=3,
+        activation=activation,
         clip_values=(-1.0, 1.5) if clip else None,
         device_type="cpu",
     )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def bounded_attack(kind: str, estimator: PyTorchSegmenter, norm, eps, iterations: int, random_start: bool, seed: int):
+    """One of the L-inf / L2 attacks the property test covers, with ``eps_step = 0.4 eps``."""
+    if kind.startswith("apgd-"):
+        return AutoPGDSegmentation(
+            estimator, norm=norm, eps=eps, max_iter=iterations, loss=kind[5:], random_start=random_start, seed=seed
+        )
+    attack = {"i-fgsm": IterativeFGSM, "segpgd": SegPGD, "cospgd": CosPGD}[kind]
+    return attack(
+        estimator, norm=norm, eps=eps, eps_step=0.4 * eps, max_iter=iterations, random_start=random_start, seed=seed
+    )
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("kind", ["i-fgsm", "segpgd", "cospgd", "apgd-ce", "apgd-masked_ce", "apgd-dlr"])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     spatial=st.sampled_from([(5, 6), (4, 4, 3), (7, 3)]),
     nb_channels=st.integers(1, 3),
@@ -133,19 +148,21 @@ def tiny_estimator(nb_channels: int, spatial: tuple[int, ...], clip: bool) -> Py
     seed=st.integers(0, 1000),
 )
 def test_perturbation_stays_in_budget_box_and_mask(
-    spatial, nb_channels, norm, per_channel, eps_scale, iterations, random_start, masked, clip, seed
+    kind, activation, spatial, nb_channels, norm, per_channel, eps_scale, iterations, random_start, masked, clip, seed
 ):
-    estimator = tiny_estimator(nb_channels, spatial, clip)
+    # softmax models get class indices, sigmoid (region) models multi-hot maps of 3 overlapping regions
+    estimator = tiny_estimator(nb_channels, spatial, clip, activation)
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.5, size=(3, nb_channels, *spatial)).astype(np.float32)
-    y = rng.integers(0, 3, size=(3, *spatial))
+    if activation == "softmax":
+        y = rng.integers(0, 3, size=(3, *spatial))
+    else:
+        y = rng.integers(0, 2, size=(3, 3, *spatial)).astype(np.float32)
     eps = eps_scale * (np.linspace(0.5, 1.5, nb_channels) if per_channel else 1.0)
     mask = (rng.uniform(size=(3, 1, *spatial)) > 0.4).astype(np.float32) if masked else None
     x_before, y_before = x.copy(), y.copy()
     mask_before = None if mask is None else mask.copy()
-    attack = IterativeFGSM(
-        estimator, norm=norm, eps=eps, eps_step=0.4 * eps, max_iter=iterations, random_start=random_start, seed=seed
-    )
+    attack = bounded_attack(kind, estimator, norm, eps, iterations, random_start, seed)
 
     x_adv = attack.generate(x, y, mask=mask)
 
