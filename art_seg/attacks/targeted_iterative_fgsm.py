@@ -18,8 +18,9 @@ from art_seg.attacks.scores import hard_labels, one_hot, per_sample_dice
 class TargetedIterativeFGSM(IterativeFGSM):
     """ti-FGSM: i-FGSM that descends the attack loss toward a target label map given as ``y``.
 
-    The target is any label map: build one with :mod:`art_seg.attacks.targets` (``erase_labels`` for
-    "no tumour", ``relabel``, ``shrink``, ``grow``) or pass your own. ``generate`` requires ``y``.
+    The target is any label map: build one with :mod:`art_seg.attacks.targets` (``no_tumour``,
+    ``erase_labels``, ``relabel``, ``shrink``, ``grow``) or pass your own: class indices, or multi-hot region
+    maps ``(N, R, *spatial)`` for a sigmoid model. ``generate`` requires ``y``.
 
     Args:
         estimator, norm, eps, eps_step, max_iter, random_start, loss, batch_size, seed, verbose: as in
