@@ -7,49 +7,73 @@ and the best point (highest loss) kept per sample.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from art_seg._checks import check_choice, check_number, check_type
 from art_seg.attacks.base import SegmentationAttack
 from art_seg.attacks.norms import budget_tensor, project, random_start, steepest_step
-from art_seg.losses._common import as_voxel_weights, weighted_voxel_mean
+from art_seg.attacks.voxel_losses import decision_cross_entropy, decision_mean, decision_targets, still_correct
+from art_seg.losses import logit_margin_loss
 
 APGD_LOSSES = ("ce", "masked_ce", "dlr", "dice", "generalized_dice", "dice_ce", "margin", "own")
 
 
-def _labels(target: torch.Tensor) -> torch.Tensor:
-    return target.long() if not target.is_floating_point() else target.argmax(dim=1)
-
-
-def _voxel_mean(values: torch.Tensor, voxel_weights: torch.Tensor | None) -> torch.Tensor:
-    return weighted_voxel_mean(values, as_voxel_weights(voxel_weights, values.unsqueeze(1))).mean()
-
-
 def masked_ce_loss(
-    logits: torch.Tensor, target: torch.Tensor, *, voxel_weights: torch.Tensor | None = None
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    activation: str = "softmax",
+    voxel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy of the voxels still classified correctly (detached mask), averaged over all voxels."""
-    labels = _labels(target)
-    correct = (logits.detach().argmax(dim=1) == labels).to(logits.dtype)
-    return _voxel_mean(correct * F.cross_entropy(logits, labels, reduction="none"), voxel_weights)
+    """Cross-entropy of the decisions still correct (detached mask), averaged over all decisions.
+
+    ``"softmax"``: the cross-entropy of the voxels still classified right; ``"sigmoid"``: the binary
+    cross-entropy of the voxel-channels still on the right side of 0 (see :mod:`art_seg.attacks.voxel_losses`).
+    """
+    targets = decision_targets(target, logits, activation)
+    correct = still_correct(logits, targets, activation)
+    return decision_mean(correct * decision_cross_entropy(logits, targets, activation), logits, voxel_weights)
 
 
-def dlr_loss(logits: torch.Tensor, target: torch.Tensor, *, voxel_weights: torch.Tensor | None = None) -> torch.Tensor:
+def dlr_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    activation: str = "softmax",
+    voxel_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Voxel-averaged difference-of-logits ratio ``-(z_y - max_{j != y} z_j) / (z_(1) - z_(3) + 1e-12)``.
 
-    ``z_(1) >= z_(2) >= z_(3)`` are the sorted logits of the voxel; for two classes ``z_(3)`` is ``z_(2)``. Scale
-    invariant, so saturated softmax (distillation) cannot hide it.
+    ``z_(1) >= z_(2) >= z_(3)`` are the sorted logits of the voxel. Scale invariant, so saturated softmax
+    (distillation) cannot hide it.
+
+    Two-class decisions: the ratio needs three logits. With two, any shift- and scale-invariant function of a
+    voxel's logits depends on the sign of ``z_1 - z_0`` alone, so the ratio is ``+-1`` everywhere with no usable
+    gradient (a binary model would look fully robust). For them the loss is the ratio's numerator, the logit
+    margin (:func:`~art_seg.losses.logit_margin_loss`), averaged over voxels (and channels):
+
+    - softmax with ``K = 2``: ``max_{j != y} z_j - z_y``;
+    - ``"sigmoid"`` (each region channel a yes/no decision, the two-class softmax of logits ``(0, z)``):
+      ``(1 - 2 t_k) z_k`` per channel, ``t`` the multi-hot target thresholded at 0.5, positive on the wrong
+      side of 0.
+
+    APGD keeps the property the ratio is there for: multiplying every logit by ``c > 0`` (a temperature)
+    scales each sample's loss and gradient by ``c``, which changes neither the steps (sign or unit L2) nor
+    which iterate has the higher loss. What the margin lacks is the per-voxel normalisation: voxels with large
+    logits weigh more in the mean.
     """
-    labels = _labels(target).unsqueeze(1)
+    targets = decision_targets(target, logits, activation)
+    if activation == "sigmoid" or logits.shape[1] == 2:
+        return logit_margin_loss(logits, targets, activation=activation, voxel_weights=voxel_weights)
+    labels = targets.unsqueeze(1)
     true = logits.gather(1, labels).squeeze(1)
     others = logits.scatter(1, labels, -torch.inf).amax(dim=1)
     ranked = logits.sort(dim=1, descending=True).values
-    third = ranked[:, min(2, logits.shape[1] - 1)]
-    return _voxel_mean(-(true - others) / (ranked[:, 0] - third + 1e-12), voxel_weights)
+    return decision_mean(-(true - others) / (ranked[:, 0] - ranked[:, 2] + 1e-12), logits, voxel_weights)
 
 
 _LOSS_FUNCTIONS: dict[str, Any] = {"masked_ce": masked_ce_loss, "dlr": dlr_loss, "own": None}
@@ -67,11 +91,13 @@ class AutoPGDSegmentation(SegmentationAttack):
     Each iteration costs one forward+backward for the gradient and one forward for the loss value.
 
     Args:
-        estimator: a :class:`~art_seg.estimators.PyTorchSegmenter` (softmax).
+        estimator: a :class:`~art_seg.estimators.PyTorchSegmenter`, softmax or sigmoid (regions).
         norm: ``np.inf`` or ``2``. eps: budget, scalar or per channel, in input units (z-scored intensity).
         max_iter: iterations ``N``.
-        loss: ``"ce"`` (cross-entropy), ``"masked_ce"`` (cross-entropy of still-correct voxels only), ``"dlr"``
-            (voxel-averaged difference-of-logits ratio), another name of :data:`art_seg.losses.LOSSES`
+        loss: ``"ce"`` (cross-entropy; binary cross-entropy per region channel for sigmoid), ``"masked_ce"``
+            (cross-entropy of still-correct voxels only; for sigmoid, of still-correct voxel-channels), ``"dlr"``
+            (voxel-averaged difference-of-logits ratio; for two classes and for sigmoid channels its numerator,
+            the logit margin: see :func:`dlr_loss`), another name of :data:`art_seg.losses.LOSSES`
             (``"dice"``, ``"dice_ce"``, ...), or ``"own"``: the estimator's loss.
         random_start: start from a uniform point of the ball (as APGD does) or from ``x``.
         batch_size, seed, verbose: as in :class:`~art_seg.attacks.IterativeFGSM`.
@@ -106,8 +132,6 @@ class AutoPGDSegmentation(SegmentationAttack):
         check_number("max_iter", self.max_iter, low=1, integer=True)
         check_choice("loss", self.apgd_loss, APGD_LOSSES)
         check_type("random_start", self.random_start, bool)
-        if self.estimator.activation != "softmax":
-            raise ValueError(f"AutoPGDSegmentation needs a softmax segmenter, got {self.estimator.activation!r}")
 
     def checkpoints(self) -> list[int]:
         """Iterations at which the step size may be halved."""
@@ -122,9 +146,11 @@ class AutoPGDSegmentation(SegmentationAttack):
         y: torch.Tensor,
         mask: torch.Tensor | None,
         voxel_weights: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: torch.Generator | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         loss = _LOSS_FUNCTIONS.get(self.apgd_loss, self.apgd_loss)
+        if callable(loss):
+            loss = partial(loss, activation=self.estimator.activation)
         eps = budget_tensor(self.eps, x)
         shape = (-1, *[1] * (x.ndim - 1))
 

@@ -2,7 +2,7 @@
 
 A subclass only writes ``_perturb``, the attack loop for one batch of device tensors. This base class does
 the rest: ART's declared requirements and parameter checks, validation of ``x``, ``y``, ``mask`` and
-``voxel_weights`` before any work starts, batching, seeded random generators, progress bars, clipping to
+``voxel_weights`` before any work starts, batching, the attack's random generator, progress bars, clipping to
 the estimator's ``clip_values``, and returning numpy for numpy input and tensors for tensor input.
 """
 
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from art_seg._checks import check_finite, check_number, check_type
 from art_seg.attacks.norms import canonical_norm, check_budget
+from art_seg.attacks.scores import hard_labels
 from art_seg.estimators.conversion import (
     ArrayLike,
     as_tensor,
@@ -49,8 +50,11 @@ class SegmentationAttack(EvasionAttack, abc.ABC):
             name (``"ce"``, ``"dice"``, ``"generalized_dice"``, ``"dice_ce"``, ``"margin"``) or a callable
             ``(logits, target) -> scalar``.
         batch_size: samples attacked together.
-        seed: seed of the attack's random generator (random starts); ``None`` draws one per call from torch's
-            global generator, so that ``torch.manual_seed`` makes the attack repeatable.
+        seed: seed of the attack's own random generator (random starts). The generator is made once per attack
+            from the seed and advances across ``generate`` calls, so successive calls (the batches and epochs of
+            a trainer) get new random starts and a fresh attack with the same seed replays them; setting
+            ``seed`` again restarts the sequence. ``None``: random starts draw from torch's global generator
+            (``torch.manual_seed`` makes them repeatable). An attack draws nothing when it uses no randomness.
         verbose: show progress bars over batches and iterations.
     """
 
@@ -130,9 +134,7 @@ class SegmentationAttack(EvasionAttack, abc.ABC):
             check_voxel_weights(voxel_weights, batch_shape=batch_shape)
         self._check_inside_clip_values(x)
 
-        generator = torch.Generator(device=estimator.device)
-        seed = self.seed if self.seed is not None else int(torch.randint(2**62, (1,)).item())
-        generator.manual_seed(seed)
+        generator = self._random_generator()
         n = x.shape[0]
         self.iterations_ = np.zeros(n, dtype=np.int64)
         outputs = []
@@ -166,13 +168,34 @@ class SegmentationAttack(EvasionAttack, abc.ABC):
         y: torch.Tensor,
         mask: torch.Tensor | None,
         voxel_weights: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: torch.Generator | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attack one batch: return ``x_adv`` and the gradient steps each sample used ``(N,)``.
 
         ``x (N, C, *spatial)`` and ``y`` are on the estimator's device; ``mask`` is a bool tensor of ``x``'s
-        shape or ``None``; ``voxel_weights`` is ``(N, *spatial)`` or ``None``.
+        shape or ``None``; ``voxel_weights`` is ``(N, *spatial)`` or ``None``; ``generator`` is the one to draw
+        random numbers from (``None``: torch's global generator).
         """
+
+    @property
+    def seed(self) -> int | None:
+        """Seed of the attack's random generator; setting it (again) restarts the random sequence."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value: int | None) -> None:
+        self._seed = value
+        self._generator: torch.Generator | None = None
+
+    def _random_generator(self) -> torch.Generator | None:
+        """The attack's generator on the estimator's device, made from :attr:`seed` at first use and advancing
+        across calls; ``None`` without a seed."""
+        if self.seed is None:
+            return None
+        device = self.estimator.device
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generator
 
     # ------------------------------------------------------------------ helpers for subclasses
     def _loss_gradient(
@@ -203,7 +226,7 @@ class SegmentationAttack(EvasionAttack, abc.ABC):
         probabilities = self.estimator.predict(x, batch_size=self.batch_size)
         if self.estimator.activation == "softmax":
             return probabilities.argmax(dim=1)
-        return (probabilities > 0.5).to(probabilities.dtype)
+        return hard_labels(probabilities, "sigmoid", from_logits=False).to(probabilities.dtype)
 
     def _check_inside_clip_values(self, x: ArrayLike) -> None:
         if self.estimator.clip_values is None:

@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from art_seg._checks import check_type
 from art_seg.attacks.iterative_fgsm import IterativeFGSM
-from art_seg.losses._common import as_voxel_weights, weighted_voxel_mean
+from art_seg.attacks.voxel_losses import decision_cross_entropy, decision_mean, decision_targets
 
 
 def cospgd_loss(
@@ -19,22 +18,35 @@ def cospgd_loss(
     target: torch.Tensor,
     *,
     targeted: bool = False,
+    activation: str = "softmax",
     voxel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """CosPGD's objective: the voxel mean of ``s_v * ce_v``, ``s_v`` detached.
+    """CosPGD's objective: the mean over decisions of ``s_d * ce_d``, ``s_d`` detached.
 
-    ``s_v = cos(softmax(z_v), onehot(y_v))`` untargeted (voxels already fooled fade out), ``1 - cos(...)`` targeted
-    (voxels already at the target fade out); ``ce_v`` is the cross-entropy against ``target`` (class indices or soft
-    maps taken by argmax). The mean runs over (weighted) voxels per sample, then over samples.
+    ``"softmax"``: a decision is a voxel; ``s_v = cos(softmax(z_v), onehot(y_v))`` untargeted (voxels already
+    fooled fade out), ``1 - cos(...)`` targeted (voxels already at the target fade out); ``ce_v`` is the
+    cross-entropy against ``target`` (class indices or soft maps taken by argmax).
+
+    ``"sigmoid"``: a decision is a voxel's region channel, seen as the two-class softmax ``(1 - p, p)`` with
+    ``p = sigmoid(z)``: ``cos = p_t / ||(1 - p, p)||``, ``p_t`` the probability of the target side (``p`` where
+    the multi-hot target channel is on, ``1 - p`` where it is off), and ``ce`` the channel's binary
+    cross-entropy. Per channel, because the cosine of a voxel's whole probability vector to its multi-hot
+    target is undefined wherever no region is on (most of a scan), and because the loss it scales is per channel.
+
+    The mean runs over channels, then over (weighted) voxels per sample, then over samples.
     """
-    labels = target.long() if not target.is_floating_point() else target.argmax(dim=1)
-    ce = F.cross_entropy(logits, labels, reduction="none")
+    targets = decision_targets(target, logits, activation)
+    ce = decision_cross_entropy(logits, targets, activation)
     with torch.no_grad():
-        p = logits.softmax(dim=1)
-        cosine = p.gather(1, labels.unsqueeze(1)).squeeze(1) / p.norm(dim=1).clamp_min(torch.finfo(p.dtype).tiny)
+        if activation == "softmax":
+            p = logits.softmax(dim=1)
+            on_target = p.gather(1, targets.unsqueeze(1)).squeeze(1)
+            cosine = on_target / p.norm(dim=1).clamp_min(torch.finfo(p.dtype).tiny)
+        else:
+            p = logits.sigmoid()
+            cosine = torch.where(targets > 0.5, p, 1 - p) / torch.hypot(p, 1 - p)
         scale = 1 - cosine if targeted else cosine
-    per_voxel = scale * ce
-    return weighted_voxel_mean(per_voxel, as_voxel_weights(voxel_weights, logits)).mean()
+    return decision_mean(scale * ce, logits, voxel_weights)
 
 
 class CosPGD(IterativeFGSM):
@@ -42,7 +54,8 @@ class CosPGD(IterativeFGSM):
     (one-hot) label, so that the loss of voxels already fooled fades and the budget goes to those still right.
 
     With ``targeted=True`` ``y`` is the target map and the attack descends the cross-entropy to it, each voxel
-    scaled by ``1 - cos``. Softmax segmenters.
+    scaled by ``1 - cos``. Sigmoid (region) segmenters: binary cross-entropy and cosine per voxel and region
+    channel (see :func:`cospgd_loss`).
 
     Args:
         estimator, norm, eps, eps_step, max_iter, random_start, batch_size, seed, verbose: as in
@@ -71,8 +84,6 @@ class CosPGD(IterativeFGSM):
             batch_size=batch_size, seed=seed, verbose=verbose,
         )  # fmt: skip
         self._targeted = targeted
-        if estimator.activation != "softmax":
-            raise ValueError(f"CosPGD needs a softmax segmenter, got activation={estimator.activation!r}")
 
     def _loss_at(self, t: int) -> Any:
-        return partial(cospgd_loss, targeted=self.targeted)
+        return partial(cospgd_loss, targeted=self.targeted, activation=self.estimator.activation)

@@ -26,7 +26,8 @@ class IterativeFGSM(SegmentationAttack):
         estimator: a :class:`~art_seg.estimators.PyTorchSegmenter`.
         norm: ``np.inf`` or ``2``.
         eps: budget (scalar or per channel), in input units (z-scored intensity).
-        eps_step: step size (scalar or per channel), same units; a step larger than ``eps`` warns.
+        eps_step: step size (scalar or per channel), same units; a step larger than ``eps`` warns. With
+            ``norm=2`` it must have ``eps``'s shape (both scalars or both per channel), as in ART.
         max_iter: number of steps, at least 1.
         random_start: start from a uniform draw in the eps ball (seeded by ``seed``).
         loss: ``None`` (the estimator's loss), a loss name or a callable.
@@ -65,6 +66,12 @@ class IterativeFGSM(SegmentationAttack):
         self.eps_step = check_budget("eps_step", self.eps_step, self.estimator.input_shape[0])
         if np.any((np.asarray(self.eps_step) == 0) & (np.asarray(self.eps) > 0)):
             raise ValueError(f"eps_step must be > 0 where eps > 0, got eps_step={self.eps_step}, eps={self.eps}")
+        if self.norm == 2 and np.shape(self.eps) != np.shape(self.eps_step):
+            raise ValueError(
+                "norm=2 needs eps and eps_step of the same shape (both scalars: one ball per sample, or both per "
+                "channel: one ball per channel), since the step is normalised over the axes the projection uses; "
+                f"got eps of shape {np.shape(self.eps)} and eps_step of shape {np.shape(self.eps_step)}"
+            )
         check_number("max_iter", self.max_iter, low=1, integer=True)
         check_type("random_start", self.random_start, bool)
         if np.any(np.asarray(self.eps_step) > np.asarray(self.eps)):
@@ -79,7 +86,7 @@ class IterativeFGSM(SegmentationAttack):
         y: torch.Tensor,
         mask: torch.Tensor | None,
         voxel_weights: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: torch.Generator | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         eps, step = budget_tensor(self.eps, x), budget_tensor(self.eps_step, x)
         steps = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)

@@ -9,6 +9,9 @@ The balls:
 - ``norm=inf``: ``|delta[n, c, v]| <= eps[c]`` for every voxel;
 - ``norm=2`` with a scalar ``eps``: ``||delta[n]||_2 <= eps`` over each sample's whole perturbation (as in ART);
 - ``norm=2`` with per-channel ``eps``: ``||delta[n, c]||_2 <= eps[c]`` for each sample and channel.
+
+An L2 step is normalised over the same axes as its ball, so an L2 attack's ``eps`` and ``eps_step`` have one
+shape (both scalars or both per channel); the attacks check this.
 """
 
 from __future__ import annotations
@@ -85,8 +88,10 @@ def project(delta: torch.Tensor, norm: float, eps: torch.Tensor) -> torch.Tensor
     return delta * torch.clamp(eps / torch.where(length > 0, length, torch.ones_like(length)), max=1.0)
 
 
-def random_start(shape: torch.Size, norm: float, eps: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A perturbation drawn uniformly from the ``eps`` ball, reproducibly from ``generator``."""
+def random_start(
+    shape: torch.Size, norm: float, eps: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A perturbation drawn uniformly from the ``eps`` ball, from ``generator`` (``None``: torch's global one)."""
     if norm == np.inf:
         unit = torch.rand(shape, generator=generator, device=eps.device, dtype=eps.dtype) * 2 - 1
         return unit * eps

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import torch
 
+from art_seg._checks import check_choice
 
-def hard_labels(scores: torch.Tensor, activation: str) -> torch.Tensor:
-    """Label maps from probabilities, logits or soft targets ``(N, K, *spatial)``.
 
-    ``"softmax"``: the one-hot argmax; ``"sigmoid"``: channels above 0.5 (probabilities) as multi-hot maps.
-    Returns a bool tensor ``(N, K, *spatial)``.
+def hard_labels(scores: torch.Tensor, activation: str, *, from_logits: bool) -> torch.Tensor:
+    """Label maps from logits, probabilities or soft targets ``(N, K, *spatial)``; bool ``(N, K, *spatial)``.
+
+    ``"softmax"``: the one-hot argmax (the same for logits and probabilities). ``"sigmoid"``: the multi-hot map of
+    the channels predicted on, ``logit > 0`` when ``from_logits``, else ``probability > 0.5`` (also for soft or
+    multi-hot targets); the two agree, since ``sigmoid(z) > 0.5`` exactly when ``z > 0``.
+
+    Raises:
+        ValueError: an unknown ``activation``.
     """
+    check_choice("activation", activation, ("softmax", "sigmoid"))
     if activation == "softmax":
         index = scores.argmax(dim=1, keepdim=True)
         return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, index, True)
-    return scores > 0.5
+    return scores > 0 if from_logits else scores > 0.5
 
 
 def one_hot(labels: torch.Tensor, nb_classes: int) -> torch.Tensor:
@@ -36,12 +43,15 @@ def per_sample_dice(prediction: torch.Tensor, target: torch.Tensor) -> torch.Ten
 
 
 def foreground_dice(logits: torch.Tensor, labels: torch.Tensor, activation: str) -> torch.Tensor:
-    """Per-sample mean Dice over foreground classes of hard predictions; ``(N,)``.
+    """Per-sample mean Dice over foreground classes of the hard predictions from ``logits``; ``(N,)``.
 
-    ``labels``: class indices ``(N, *spatial)`` or maps ``(N, K, *spatial)`` (taken hard). With ``"softmax"`` the
+    ``logits``: raw scores ``(N, K, *spatial)`` (not probabilities). ``labels``: class indices ``(N, *spatial)`` or maps ``(N, K, *spatial)`` (taken hard). With ``"softmax"`` the
     background (class 0) is left out; with ``"sigmoid"`` every channel counts. Empty in both: 1 (BraTS).
     """
-    prediction = hard_labels(logits, activation)
-    target = one_hot(labels, logits.shape[1]) if not labels.is_floating_point() else hard_labels(labels, activation)
+    prediction = hard_labels(logits, activation, from_logits=True)
+    if labels.is_floating_point():
+        target = hard_labels(labels, activation, from_logits=False)
+    else:
+        target = one_hot(labels, logits.shape[1])
     first = 1 if activation == "softmax" and logits.shape[1] > 1 else 0
     return per_sample_dice(prediction[:, first:], target[:, first:])

@@ -7,27 +7,34 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from art_seg.attacks.iterative_fgsm import IterativeFGSM
-from art_seg.losses._common import as_voxel_weights, weighted_voxel_mean
+from art_seg.attacks.voxel_losses import decision_cross_entropy, decision_mean, decision_targets, still_correct
 
 
 def segpgd_loss(
-    logits: torch.Tensor, target: torch.Tensor, *, weight: float, voxel_weights: torch.Tensor | None = None
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    weight: float,
+    activation: str = "softmax",
+    voxel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """SegPGD's objective: ``((1 - w) sum_{correct} ce_v + w sum_{wrong} ce_v) / sum_v m_v``.
+    """SegPGD's objective: ``((1 - w) sum_{correct} ce_d + w sum_{wrong} ce_d) / sum_d m_d`` over decisions ``d``.
 
-    ``correct`` are the voxels the model still labels right (``argmax`` of the logits, detached), ``w`` the weight
-    of the already fooled ones, ``ce_v`` the voxel's cross-entropy against ``target`` (class indices
-    ``(N, *spatial)``, or soft maps ``(N, K, *spatial)`` taken by argmax), ``m`` the voxel weights (all 1 by default).
-    Returns the mean over samples.
+    ``"softmax"``: a decision is a voxel, ``ce_d`` its cross-entropy against ``target`` (class indices
+    ``(N, *spatial)``, or soft maps ``(N, K, *spatial)`` taken by argmax), correct when the argmax of the logits
+    (detached) is its class. ``"sigmoid"``: a decision is a voxel's region channel, ``ce_d`` its binary
+    cross-entropy against the multi-hot ``target`` ``(N, R, *spatial)`` (thresholded at 0.5), correct when
+    ``logit > 0`` matches the target channel; the sum runs over channels and voxels and is divided by ``R`` times
+    the voxels' weight. ``w`` is the weight of the already fooled decisions, ``m`` the voxel weights (all 1 by
+    default). Returns the mean over samples.
     """
-    labels = target.long() if not target.is_floating_point() else target.argmax(dim=1)
-    ce = F.cross_entropy(logits, labels, reduction="none")
-    correct = (logits.detach().argmax(dim=1) == labels).to(ce.dtype)
-    per_voxel = ((1 - weight) * correct + weight * (1 - correct)) * ce
-    return weighted_voxel_mean(per_voxel, as_voxel_weights(voxel_weights, logits)).mean()
+    targets = decision_targets(target, logits, activation)
+    ce = decision_cross_entropy(logits, targets, activation)
+    correct = still_correct(logits, targets, activation)
+    per_decision = ((1 - weight) * correct + weight * (1 - correct)) * ce
+    return decision_mean(per_decision, logits, voxel_weights)
 
 
 class SegPGD(IterativeFGSM):
@@ -35,7 +42,9 @@ class SegPGD(IterativeFGSM):
 
     At iteration ``t`` (0-based) of ``T = max_iter``, correctly classified voxels weigh ``1 - lambda_t`` and wrongly
     classified ones ``lambda_t``: early steps push voxels that are still right instead of piling onto voxels that are
-    already fooled, which dominate a plain per-voxel loss (Gu et al. 2022). Untargeted, softmax segmenters.
+    already fooled, which dominate a plain per-voxel loss (Gu et al. 2022). Untargeted. Softmax segmenters take
+    cross-entropy per voxel; sigmoid (region) segmenters binary cross-entropy per voxel and region channel, each
+    voxel-channel weighted as correct or fooled on its own (see :func:`segpgd_loss`).
 
     Args:
         estimator, norm, eps, eps_step, max_iter, random_start, batch_size, seed, verbose: as in
@@ -63,8 +72,6 @@ class SegPGD(IterativeFGSM):
             estimator, norm=norm, eps=eps, eps_step=eps_step, max_iter=max_iter, random_start=random_start,
             batch_size=batch_size, seed=seed, verbose=verbose,
         )  # fmt: skip
-        if estimator.activation != "softmax":
-            raise ValueError(f"SegPGD needs a softmax segmenter, got activation={estimator.activation!r}")
 
     def _loss_at(self, t: int) -> Any:
-        return partial(segpgd_loss, weight=t / (2 * self.max_iter))
+        return partial(segpgd_loss, weight=t / (2 * self.max_iter), activation=self.estimator.activation)

@@ -18,8 +18,9 @@ from art_seg.attacks.scores import hard_labels, one_hot, per_sample_dice
 class TargetedIterativeFGSM(IterativeFGSM):
     """ti-FGSM: i-FGSM that descends the attack loss toward a target label map given as ``y``.
 
-    The target is any label map: build one with :mod:`art_seg.attacks.targets` (``erase_labels`` for
-    "no tumour", ``relabel``, ``shrink``, ``grow``) or pass your own. ``generate`` requires ``y``.
+    The target is any label map: build one with :mod:`art_seg.attacks.targets` (``no_tumour``,
+    ``erase_labels``, ``relabel``, ``shrink``, ``grow``) or pass your own: class indices, or multi-hot region
+    maps ``(N, R, *spatial)`` for a sigmoid model. ``generate`` requires ``y``.
 
     Args:
         estimator, norm, eps, eps_step, max_iter, random_start, loss, batch_size, seed, verbose: as in
@@ -74,6 +75,10 @@ class TargetedIterativeFGSM(IterativeFGSM):
         if self.early_stop_dice is None:
             return None
         activation = self.estimator.activation
-        prediction = hard_labels(self.estimator.predict(x_adv, batch_size=self.batch_size), activation)
-        target = one_hot(y, self.estimator.nb_classes) if not y.is_floating_point() else hard_labels(y, activation)
+        probabilities = self.estimator.predict(x_adv, batch_size=self.batch_size)
+        prediction = hard_labels(probabilities, activation, from_logits=False)
+        if y.is_floating_point():
+            target = hard_labels(y, activation, from_logits=False)
+        else:
+            target = one_hot(y, self.estimator.nb_classes)
         return per_sample_dice(prediction, target) < self.early_stop_dice

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -19,6 +22,7 @@ from art_seg.attacks import (
 )
 from art_seg.attacks.apgd import dlr_loss, masked_ce_loss
 from art_seg.attacks.cospgd import cospgd_loss
+from art_seg.attacks.scores import foreground_dice
 from art_seg.attacks.segpgd import segpgd_loss
 from tests.helpers import TASK_CLASSES, mean_dice
 
@@ -107,16 +111,17 @@ def test_targeted_cospgd_moves_toward_the_target(trained_segmenter, blob_data) -
 
 def test_ensemble_keeps_the_worst_case_per_sample(trained_segmenter, blob_data) -> None:
     x, y = blob_data
-    members = list(attacks(trained_segmenter, iterations=3).values())
-    members.append(ProjectedGradientDescent(trained_segmenter, eps=EPS, eps_step=EPS / 4, max_iter=3, verbose=False))
-    ensemble = WorstCaseEnsemble(members)
-    x_adv = ensemble.generate(x, y)
-    assert ensemble.scores_.shape == (len(members), len(x))
-    labels = torch.as_tensor(y)
-    from art_seg.attacks.scores import foreground_dice
 
+    def members() -> list:
+        art_pgd = ProjectedGradientDescent(trained_segmenter, eps=EPS, eps_step=EPS / 4, max_iter=3, verbose=False)
+        return [*attacks(trained_segmenter, iterations=3).values(), art_pgd]
+
+    ensemble = WorstCaseEnsemble(members())
+    x_adv = ensemble.generate(x, y)
+    assert ensemble.scores_.shape == (len(ensemble.attacks), len(x))
+    labels = torch.as_tensor(y)
     ours = foreground_dice(torch.as_tensor(trained_segmenter.predict(x_adv, logits=True)), labels, "softmax").numpy()
-    for member in members:
+    for member in members():  # fresh members: a seeded random start replays the ensemble's first call
         theirs = foreground_dice(
             torch.as_tensor(trained_segmenter.predict(member.generate(x, y), logits=True)), labels, "softmax"
         ).numpy()
@@ -149,3 +154,132 @@ def test_bad_arguments(trained_segmenter) -> None:
         SegPGD(trained_segmenter, max_iter=0)
     with pytest.raises(TypeError, match="targeted must be bool"):
         CosPGD(trained_segmenter, targeted="yes")
+
+
+# ---------------------------------------------------------------------------------------------- two classes (12.2)
+def test_dlr_of_two_classes_is_the_logit_margin_by_hand() -> None:
+    # (1, 2, 2): voxel 0 right by 1.5 (label 0), voxel 1 wrong by 2 (label 0, class 1 wins)
+    logits = torch.tensor([[[2.0, 1.0], [0.5, 3.0]]], dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[0, 0]])
+    value = dlr_loss(logits, target)
+    assert value.item() == pytest.approx((-1.5 + 2.0) / 2)  # the ratio alone would be (-1 + 1) / 2 = 0 here
+    (grad,) = torch.autograd.grad(value, logits)
+    torch.testing.assert_close(grad, torch.tensor([[[-0.5, -0.5], [0.5, 0.5]]], dtype=torch.float64))
+    weights = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    assert dlr_loss(logits, target, voxel_weights=weights).item() == pytest.approx((-1.5 + 3 * 2.0) / 4)
+
+
+def test_apgd_dlr_lowers_dice_of_a_two_class_model(binary_segmenter, binary_task) -> None:
+    x, y = binary_task
+    clean = mean_dice(binary_segmenter.predict(x).argmax(1), y, 2)
+    assert clean > 0.8, clean
+    attack = AutoPGDSegmentation(binary_segmenter, eps=EPS, max_iter=5, loss="dlr")
+    x_adv = attack.generate(x, y)
+    assert np.abs(x_adv - x).max() <= EPS + 1e-6
+    attacked = mean_dice(binary_segmenter.predict(x_adv).argmax(1), y, 2)
+    assert attacked < clean - 0.3, (clean, attacked)
+
+
+# ---------------------------------------------------------------------------------------------- sigmoid forms (13)
+def two_regions() -> tuple[torch.Tensor, torch.Tensor]:
+    # (1, 2, 2): region 0 on at both voxels, logits 1 (right) and -2 (wrong); region 1 off, logits -0.5 (right)
+    # and 0.3 (wrong)
+    logits = torch.tensor([[[1.0, -2.0], [-0.5, 0.3]]], dtype=torch.float64)
+    return logits, torch.tensor([[[1.0, 1.0], [0.0, 0.0]]], dtype=torch.float64)
+
+
+def test_sigmoid_losses_by_hand() -> None:
+    logits, target = two_regions()
+    z, t = logits[0], target[0]
+    bce = torch.log1p(torch.exp(-(2 * t - 1) * z))  # binary cross-entropy of each voxel-channel
+    correct = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    for w in (0.0, 0.3):
+        expected = (((1 - w) * correct + w * (1 - correct)) * bce).mean()
+        assert segpgd_loss(logits, target, weight=w, activation="sigmoid").item() == pytest.approx(expected.item())
+    weights = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    per_voxel = ((0.7 * correct + 0.3 * (1 - correct)) * bce).mean(0)
+    expected = (per_voxel[0] + 3 * per_voxel[1]) / 4
+    got = segpgd_loss(logits, target, weight=0.3, activation="sigmoid", voxel_weights=weights)
+    assert got.item() == pytest.approx(expected.item())
+
+    p = torch.sigmoid(z)
+    cosine = torch.where(t > 0.5, p, 1 - p) / torch.sqrt(p**2 + (1 - p) ** 2)  # cos((1 - p, p), (1 - t, t))
+    assert cospgd_loss(logits, target, activation="sigmoid").item() == pytest.approx((cosine * bce).mean().item())
+    targeted = cospgd_loss(logits, target, targeted=True, activation="sigmoid")
+    assert targeted.item() == pytest.approx(((1 - cosine) * bce).mean().item())
+
+    assert masked_ce_loss(logits, target, activation="sigmoid").item() == pytest.approx((correct * bce).mean().item())
+    # per-channel margin (1 - 2 t) z: -1, 2, -0.5, 0.3
+    assert dlr_loss(logits, target, activation="sigmoid").item() == pytest.approx(0.8 / 4)
+
+
+def test_sigmoid_forms_accept_bool_and_integer_multi_hot_targets() -> None:
+    logits, target = two_regions()
+    for loss in (partial(segpgd_loss, weight=0.3), cospgd_loss, masked_ce_loss, dlr_loss):
+        expected = loss(logits, target, activation="sigmoid")
+        for other in (target > 0.5, target.long()):
+            assert torch.equal(loss(logits, other, activation="sigmoid"), expected)
+
+
+def test_softmax_forms_are_unchanged_bit_for_bit() -> None:
+    """Outputs of the softmax SegPGD, CosPGD and APGD before the sigmoid forms (commit 757c0e8), on a tiny
+    float64 model; regenerate with ``np.savez_compressed(path, **{name: attack.generate(x, y, mask=mask,
+    voxel_weights=weights)})`` over :func:`softmax_reference_case`'s attacks."""
+    saved = np.load(Path(__file__).parent / "data" / "softmax_forms_757c0e8.npz")
+    x, y, mask, weights, attacks = softmax_reference_case()
+    assert sorted(attacks) == sorted(saved.files)
+    for name, attack in attacks.items():
+        x_adv = attack.generate(x, y, mask=mask, voxel_weights=weights)
+        assert np.array_equal(x_adv, saved[name]), (name, np.abs(x_adv - saved[name]).max())
+
+
+def softmax_reference_case() -> tuple:
+    from art_seg.estimators import PyTorchSegmenter
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d
+    model = torch.nn.Sequential(conv(2, 4, 3, padding=1), torch.nn.Tanh(), conv(4, 3, 1)).double()
+    estimator = PyTorchSegmenter(
+        model, "ce", input_shape=(2, 4, 5, 3), nb_classes=3, clip_values=(-1.0, 1.5), device_type="cpu"
+    )
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1.0, 1.5, size=(2, 2, 4, 5, 3))
+    y = rng.integers(0, 3, size=(2, 4, 5, 3))
+    mask = (rng.uniform(size=(2, 1, 4, 5, 3)) > 0.3).astype(np.float64)
+    weights = rng.uniform(size=(2, 4, 5, 3))
+    attacks = {
+        "segpgd": SegPGD(estimator, eps=0.3, eps_step=0.1, max_iter=4),
+        "segpgd_l2": SegPGD(estimator, norm=2, eps=2.0, eps_step=0.7, max_iter=4),
+        "cospgd": CosPGD(estimator, eps=0.3, eps_step=0.1, max_iter=4),
+        "cospgd_targeted": CosPGD(estimator, eps=0.3, eps_step=0.1, max_iter=4, targeted=True),
+        "apgd_ce": AutoPGDSegmentation(estimator, eps=0.3, max_iter=6),
+        "apgd_masked_ce": AutoPGDSegmentation(estimator, eps=0.3, max_iter=6, loss="masked_ce"),
+        "apgd_dlr": AutoPGDSegmentation(estimator, eps=0.3, max_iter=6, loss="dlr", random_start=True, seed=3),
+    }
+    return x, y, mask, weights, attacks
+
+
+def test_sigmoid_forms_lower_dice_at_least_as_much_as_ifgsm(region_segmenter, region_task) -> None:
+    # same budget, step and iterations; i-FGSM on the same loss basis (binary cross-entropy per region channel)
+    x, y = region_task
+    labels = torch.as_tensor(y)
+
+    def dice(x_at: np.ndarray) -> float:
+        logits = torch.as_tensor(region_segmenter.predict(x_at, logits=True))
+        return float(foreground_dice(logits, labels, "sigmoid").mean())
+
+    clean = dice(x)
+    assert clean > 0.85, clean
+    step, iterations = EPS / 4, 5
+    figures = {"i-FGSM": dice(IterativeFGSM(region_segmenter, eps=EPS, eps_step=step, max_iter=iterations, loss="ce")
+                               .generate(x, y))}  # fmt: skip
+    for name, attack in {
+        "SegPGD": SegPGD(region_segmenter, eps=EPS, eps_step=step, max_iter=iterations),
+        "CosPGD": CosPGD(region_segmenter, eps=EPS, eps_step=step, max_iter=iterations),
+        "APGD-CE": AutoPGDSegmentation(region_segmenter, eps=EPS, max_iter=iterations),
+        "APGD-DLR": AutoPGDSegmentation(region_segmenter, eps=EPS, max_iter=iterations, loss="dlr"),
+    }.items():
+        figures[name] = dice(attack.generate(x, y))
+    assert figures["i-FGSM"] < clean - 0.2, (clean, figures)
+    for name, value in figures.items():
+        assert value <= figures["i-FGSM"], (clean, figures)

@@ -10,7 +10,7 @@ from art.exceptions import EstimatorError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from art_seg.attacks import FGSM, IterativeFGSM, TargetedIterativeFGSM
+from art_seg.attacks import FGSM, AutoPGDSegmentation, CosPGD, IterativeFGSM, SegPGD, TargetedIterativeFGSM
 from art_seg.attacks.targets import erase_labels
 from art_seg.estimators import PyTorchSegmenter
 from tests.helpers import TASK_CLASSES, mean_dice
@@ -105,7 +105,7 @@ def test_ifgsm_equals_art_basic_iterative_method(norm, eps, step, trained_segmen
 
 
 # ---------------------------------------------------------------------------------------------- bounds (property)
-def tiny_estimator(nb_channels: int, spatial: tuple[int, ...], clip: bool) -> PyTorchSegmenter:
+def tiny_estimator(nb_channels: int, spatial: tuple[int, ...], clip: bool, activation: str = "softmax"):
     torch.manual_seed(0)
     conv = torch.nn.Conv2d if len(spatial) == 2 else torch.nn.Conv3d
     model = torch.nn.Sequential(conv(nb_channels, 4, 3, padding=1), torch.nn.Tanh(), conv(4, 3, 1))
@@ -114,12 +114,27 @@ def tiny_estimator(nb_channels: int, spatial: tuple[int, ...], clip: bool) -> Py
         "dice_ce",
         input_shape=(nb_channels, *spatial),
         nb_classes=3,
+        activation=activation,
         clip_values=(-1.0, 1.5) if clip else None,
         device_type="cpu",
     )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def bounded_attack(kind: str, estimator: PyTorchSegmenter, norm, eps, iterations: int, random_start: bool, seed: int):
+    """One of the L-inf / L2 attacks the property test covers, with ``eps_step = 0.4 eps``."""
+    if kind.startswith("apgd-"):
+        return AutoPGDSegmentation(
+            estimator, norm=norm, eps=eps, max_iter=iterations, loss=kind[5:], random_start=random_start, seed=seed
+        )
+    attack = {"i-fgsm": IterativeFGSM, "segpgd": SegPGD, "cospgd": CosPGD}[kind]
+    return attack(
+        estimator, norm=norm, eps=eps, eps_step=0.4 * eps, max_iter=iterations, random_start=random_start, seed=seed
+    )
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("kind", ["i-fgsm", "segpgd", "cospgd", "apgd-ce", "apgd-masked_ce", "apgd-dlr"])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     spatial=st.sampled_from([(5, 6), (4, 4, 3), (7, 3)]),
     nb_channels=st.integers(1, 3),
@@ -133,19 +148,21 @@ def tiny_estimator(nb_channels: int, spatial: tuple[int, ...], clip: bool) -> Py
     seed=st.integers(0, 1000),
 )
 def test_perturbation_stays_in_budget_box_and_mask(
-    spatial, nb_channels, norm, per_channel, eps_scale, iterations, random_start, masked, clip, seed
+    kind, activation, spatial, nb_channels, norm, per_channel, eps_scale, iterations, random_start, masked, clip, seed
 ):
-    estimator = tiny_estimator(nb_channels, spatial, clip)
+    # softmax models get class indices, sigmoid (region) models multi-hot maps of 3 overlapping regions
+    estimator = tiny_estimator(nb_channels, spatial, clip, activation)
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.5, size=(3, nb_channels, *spatial)).astype(np.float32)
-    y = rng.integers(0, 3, size=(3, *spatial))
+    if activation == "softmax":
+        y = rng.integers(0, 3, size=(3, *spatial))
+    else:
+        y = rng.integers(0, 2, size=(3, 3, *spatial)).astype(np.float32)
     eps = eps_scale * (np.linspace(0.5, 1.5, nb_channels) if per_channel else 1.0)
     mask = (rng.uniform(size=(3, 1, *spatial)) > 0.4).astype(np.float32) if masked else None
     x_before, y_before = x.copy(), y.copy()
     mask_before = None if mask is None else mask.copy()
-    attack = IterativeFGSM(
-        estimator, norm=norm, eps=eps, eps_step=0.4 * eps, max_iter=iterations, random_start=random_start, seed=seed
-    )
+    attack = bounded_attack(kind, estimator, norm, eps, iterations, random_start, seed)
 
     x_adv = attack.generate(x, y, mask=mask)
 
@@ -193,6 +210,50 @@ def test_random_start_is_reproducible_with_a_seed(trained_segmenter, blob_data):
     assert np.abs(run(7) - run(8)).max() > 0.01
 
 
+def test_a_seeded_attack_advances_its_generator_across_calls(trained_segmenter, blob_data):
+    # inside a trainer every batch of every epoch must get a new random start, and a fresh attack with the
+    # same seed must replay the same sequence of starts
+    x, y = blob_data[0][:2], blob_data[1][:2]
+
+    def attack():
+        return IterativeFGSM(trained_segmenter, eps=0.3, eps_step=0.1, max_iter=1, random_start=True, seed=7)
+
+    first = attack()
+    calls = [first.generate(x, y) for _ in range(3)]
+    assert np.abs(calls[0] - calls[1]).max() > 0.01 and np.abs(calls[1] - calls[2]).max() > 0.01
+    replay = attack()
+    for expected in calls:
+        np.testing.assert_array_equal(replay.generate(x, y), expected)
+    first.set_params(seed=7)  # setting the seed restarts the sequence
+    np.testing.assert_array_equal(first.generate(x, y), calls[0])
+
+
+@pytest.mark.parametrize("seed", [None, 3])
+def test_attacks_without_randomness_leave_torchs_global_generator_alone(seed, trained_segmenter, blob_data):
+    x, y = blob_data[0][:2], blob_data[1][:2]
+    for attack in (
+        FGSM(trained_segmenter, eps=0.2),
+        IterativeFGSM(trained_segmenter, eps=0.2, eps_step=0.1, max_iter=2, seed=seed),
+        TargetedIterativeFGSM(trained_segmenter, eps=0.2, eps_step=0.1, max_iter=2, seed=seed),
+        IterativeFGSM(trained_segmenter, eps=0.2, eps_step=0.1, max_iter=1, random_start=True, seed=3),
+    ):
+        if attack.seed is None and getattr(attack, "random_start", False):
+            continue
+        state = torch.random.get_rng_state()
+        attack.generate(x, y)
+        assert torch.equal(torch.random.get_rng_state(), state), type(attack).__name__
+
+
+def test_an_unseeded_random_start_follows_torch_manual_seed(trained_segmenter, blob_data):
+    x, y = blob_data[0][:2], blob_data[1][:2]
+    attack = IterativeFGSM(trained_segmenter, eps=0.3, eps_step=0.1, max_iter=1, random_start=True)
+    torch.manual_seed(11)
+    first = attack.generate(x, y)
+    torch.manual_seed(11)
+    np.testing.assert_array_equal(attack.generate(x, y), first)
+    assert np.abs(attack.generate(x, y) - first).max() > 0.01
+
+
 def test_voxel_weights_restrict_which_voxels_the_loss_counts(trained_segmenter, blob_data):
     x, y = blob_data
     attack = IterativeFGSM(trained_segmenter, norm=2, eps=5.0, eps_step=2.0, max_iter=3)
@@ -218,6 +279,20 @@ def test_per_channel_eps_bounds_each_modality(trained_segmenter, blob_data):
     x_adv = IterativeFGSM(trained_segmenter, eps=[0.1, 0.4], eps_step=[0.05, 0.2], max_iter=3).generate(x, y)
     per_channel = np.abs(x_adv - x).max(axis=(0, 2, 3, 4))
     np.testing.assert_allclose(per_channel, [0.1, 0.4], rtol=1e-5)
+
+
+def test_l2_budgets_share_one_geometry(trained_segmenter):
+    # an L2 step normalised per channel (per-channel eps_step) inside a ball over the whole sample (scalar eps),
+    # or the reverse, is the steepest step of neither ball: both must be scalars or both per channel
+    message = r"norm=2 needs eps and eps_step of the same shape .* got eps of shape \({}\) and eps_step of shape \({}\)"
+    with pytest.raises(ValueError, match=message.format("", "2,")):
+        IterativeFGSM(trained_segmenter, norm=2, eps=1.0, eps_step=[0.2, 0.3])
+    with pytest.raises(ValueError, match=message.format("2,", "")):
+        IterativeFGSM(trained_segmenter, norm=2, eps=[1.0, 2.0], eps_step=0.2)
+    linf = IterativeFGSM(trained_segmenter, eps=[0.1, 0.4], eps_step=0.05)  # L-inf: every voxel is its own axis
+    with pytest.raises(ValueError, match=message.format("2,", "")):
+        linf.set_params(norm=2)
+    IterativeFGSM(trained_segmenter, norm=2, eps=[1.0, 2.0], eps_step=[0.2, 0.4])
 
 
 def test_attack_loss_can_differ_from_the_estimators(trained_segmenter, blob_data):
