@@ -32,6 +32,15 @@ def as_tensor(
     return array.to(device=device, dtype=dtype)
 
 
+def like_input(result: torch.Tensor, x: ArrayLike) -> ArrayLike:
+    """``result`` in the kind and place of the caller's input ``x``: numpy (on the host) for numpy ``x``, else a
+    tensor on ``x``'s device (ART's rule: an output lives where its input came from, whatever device the estimator
+    computes on). No copy when ``result`` is already there; autograd flows through the move."""
+    if isinstance(x, np.ndarray):
+        return result.detach().cpu().numpy()
+    return result.to(x.device)
+
+
 def check_array_type(name: str, value: object) -> None:
     """Raise ``TypeError`` unless ``value`` is a numpy array or a torch tensor."""
     if not isinstance(value, (np.ndarray, torch.Tensor)):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from art_seg.estimators.conversion import (
     check_input,
     check_labels,
     check_voxel_weights,
+    like_input,
     to_label_tensor,
 )
 from art_seg.estimators.segmenter import SegmenterMixin
@@ -49,8 +51,13 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
       ``[0, K)``, or one-hot/soft maps ``(N, K, *spatial)`` in ``[0, 1]``, numpy or torch;
     - the loss of a batch is the sum of each sample's loss computed on that sample alone, so
       ``loss_gradient`` gives every sample the gradient of its own loss whatever the batch holds;
-    - numpy in gives numpy out; torch tensors in give torch tensors out, on :attr:`device`, with no host
-      round trip (unless a numpy-only ART preprocessor is configured). Caller arrays are never modified.
+    - numpy in gives numpy out; torch tensors in give torch tensors out **on the input's device** (ART's rule:
+      an output lives where its input came from). The work runs on :attr:`device`: a tensor already there makes
+      no copy and no host round trip (unless a numpy-only ART preprocessor is configured); a tensor elsewhere is
+      copied to :attr:`device` and the result copied back. Caller arrays are never modified;
+    - the model's train/eval mode: every call runs the model in the mode it asks for (``training_mode``, eval
+      by default) and then gives every submodule back the mode it had, also when the call raises. The
+      constructor puts the model in eval mode once.
 
     Sliding window: with ``sliding_window`` set, :meth:`predict`, :meth:`compute_loss`, :meth:`loss_gradient`
     and :meth:`class_gradient` run the model on windows of the preprocessed input and use the stitched logits
@@ -63,7 +70,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     on the whole input (training uses patches).
 
     Args:
-        model: ``torch.nn.Module`` returning logits ``(N, K, *spatial)``. It is moved to :attr:`device`.
+        model: ``torch.nn.Module`` returning logits ``(N, K, *spatial)``. It is moved to :attr:`device` and put
+            in eval mode.
         loss: ``"ce"`` (cross-entropy), ``"dice"`` (soft Dice), ``"generalized_dice"``, ``"dice_ce"``, or a
             callable ``(logits, target) -> scalar tensor`` (given class indices ``int64 (N, *spatial)`` or soft
             maps ``(N, K, *spatial)``; it may take a ``voxel_weights`` keyword).
@@ -139,46 +147,35 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         channels_last: bool = False,
         compile: bool | str = False,
     ) -> None:
-        check_type("model", model, torch.nn.Module)
-        input_shape = _check_input_shape(input_shape)
-        _check_sliding_window(sliding_window, input_shape)
-        check_choice("autocast", autocast, AUTOCAST_DTYPES)
-        check_type("channels_last", channels_last, bool)
-        check_type("compile", compile, (bool, str))
-        check_number("nb_classes", nb_classes, low=1, integer=True)
-        check_choice("activation", activation, ("softmax", "sigmoid"))
-        if activation == "softmax" and nb_classes < 2:
-            raise ValueError(f"nb_classes must be >= 2 with activation='softmax', got {nb_classes}; use 'sigmoid'")
-        check_choice("device_type", device_type, ("cpu", "gpu"))
-        if channels_first is not True:
-            raise ValueError(f"channels_first must be True (art_seg is channels-first), got {channels_first!r}")
-        per_sample_loss(loss, activation=activation)  # validates the name or callable now, not at first use
-        if optimizer is not None:
-            check_type("optimizer", optimizer, torch.optim.Optimizer)
+        params = _checked_params(
+            {
+                "model": model, "loss": loss, "input_shape": input_shape, "nb_classes": nb_classes,
+                "clip_values": clip_values, "preprocessing": preprocessing, "channels_first": channels_first,
+                "device_type": device_type, "optimizer": optimizer, "activation": activation,
+                "sliding_window": sliding_window, "autocast": autocast, "channels_last": channels_last,
+                "compile": compile,
+            }
+        )  # fmt: skip
         super().__init__(
             model=model,
-            clip_values=_clip_values(clip_values, input_shape),
+            clip_values=params["clip_values"],
             channels_first=True,
             preprocessing_defences=preprocessing_defences,
             postprocessing_defences=postprocessing_defences,
-            preprocessing=_standardisation(preprocessing, input_shape, device_type),
+            preprocessing=params["preprocessing"],
             device_type=device_type,
         )
-        self._input_shape = input_shape
-        self._nb_classes = int(nb_classes)
+        self._input_shape = params["input_shape"]
+        self._nb_classes = params["nb_classes"]
         self._loss = loss
         self._activation = activation
         self._optimizer = optimizer
         self._sliding_window = sliding_window
         self._autocast = autocast
         self._channels_last = channels_last
-        self._model.to(self._device).eval()
-        if channels_last:
-            self._model.to(memory_format=_channels_last_format(len(input_shape) + 1))
-        # the compiled module shares the model's parameters; training and attacks go through it
-        self._compiled = (
-            torch.compile(self._model, **({} if compile is True else {"backend": compile})) if compile else None
-        )
+        self._compile = compile
+        self._model.eval()
+        self._adopt_model()
         self._check_preprocessing_chain()
 
     # ------------------------------------------------------------------ properties
@@ -241,23 +238,27 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         return [name for name, _ in self._model.named_modules() if name]
 
     def set_params(self, **kwargs: Any) -> None:
-        """Set estimator parameters, validating them as the constructor does."""
-        if "preprocessing" in kwargs and not isinstance(kwargs["preprocessing"], StandardisationMeanStdPyTorch):
-            kwargs["preprocessing"] = _standardisation(kwargs["preprocessing"], self._input_shape, self._device_type)
-        if "clip_values" in kwargs:
-            kwargs["clip_values"] = _clip_values(kwargs["clip_values"], self._input_shape)
-        if "loss" in kwargs or "activation" in kwargs:
-            activation = kwargs.get("activation", self._activation)
-            check_choice("activation", activation, ("softmax", "sigmoid"))
-            per_sample_loss(kwargs.get("loss", self._loss), activation=activation)
-        if kwargs.get("optimizer") is not None:
-            check_type("optimizer", kwargs["optimizer"], torch.optim.Optimizer)
-        if "sliding_window" in kwargs:
-            _check_sliding_window(kwargs["sliding_window"], self._input_shape)
-        if "autocast" in kwargs:
-            check_choice("autocast", kwargs["autocast"], AUTOCAST_DTYPES)
-        super().set_params(**kwargs)
+        """Set estimator parameters (names from ``estimator_params``), validated as the constructor validates them.
+
+        All values are checked together, against the current values of the others (``nb_classes`` against
+        ``activation``, ``sliding_window`` and ``clip_values`` against ``input_shape``...), before anything is
+        set: a rejected call changes nothing. A new ``model`` is moved to :attr:`device` (and compiled when the
+        estimator was built with ``compile``); its train/eval mode is left as it is. ``device_type`` cannot change
+        (build a new estimator to move to another device).
+
+        Raises:
+            TypeError, ValueError: as the constructor, naming the parameter and the value.
+        """
+        checked = _checked_params({**self._params(), **kwargs})
+        if checked["device_type"] != self._device_type:
+            raise ValueError(
+                f"device_type cannot be changed by set_params (the estimator uses {self._device_type!r}, got "
+                f"{checked['device_type']!r}): build a new PyTorchSegmenter"
+            )
+        super().set_params(**{key: checked.get(key, value) for key, value in kwargs.items()})
         self._check_preprocessing_chain()
+        if "model" in kwargs:
+            self._adopt_model()
 
     # ------------------------------------------------------------------ public API
     def predict(
@@ -272,23 +273,22 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             logits: return raw logits instead of probabilities (softmax or sigmoid per :attr:`activation`).
 
         Returns:
-            ``(N, K, *spatial)`` in the model's dtype: numpy for numpy ``x``, a tensor on :attr:`device` for
+            ``(N, K, *spatial)`` in the model's dtype: numpy for numpy ``x``, a tensor on ``x``'s device for
             tensor ``x``. Postprocessing defences apply to probabilities only. With :attr:`sliding_window`,
             the probabilities of the stitched logits, each ``batch_size`` samples split into windows.
         """
         self._check_x(x)
         check_number("batch_size", batch_size, low=1, integer=True)
-        self._model.train(mode=training_mode)
         outputs = []
-        with torch.no_grad():
+        with torch.no_grad(), _model_mode(self._model, training_mode):
             for start in range(0, x.shape[0], batch_size):
                 x_batch = as_tensor(x[start : start + batch_size], device=self._device, dtype=self.dtype)
                 out = self._forward(self._preprocess(x_batch))
                 outputs.append(out if logits else self._probabilities(out))
         result = torch.cat(outputs)
         if not logits and self.postprocessing_defences:
-            return self._postprocess(result, as_numpy=isinstance(x, np.ndarray))
-        return result.cpu().numpy() if isinstance(x, np.ndarray) else result
+            result = as_tensor(self._apply_postprocessing(result.cpu().numpy(), fit=False))
+        return like_input(result, x)
 
     def loss_gradient(
         self,
@@ -317,7 +317,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         x_t, y_t, w_t = self._prepare(x, y, voxel_weights)
         loss_fn = per_sample_loss(self._loss if loss is None else loss, activation=self._activation)
         (grad,) = self._input_gradients(x_t, lambda out: [loss_fn(out, y_t, w_t).sum()], training_mode)
-        return grad.cpu().numpy() if isinstance(x, np.ndarray) else grad
+        return like_input(grad, x)
 
     def compute_loss(
         self,
@@ -339,16 +339,15 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         check_number("batch_size", batch_size, low=1, integer=True)
         x_t, y_t, w_t = self._prepare(x, y, voxel_weights)
         loss_fn = per_sample_loss(self._loss if loss is None else loss, activation=self._activation)
-        self._model.train(mode=training_mode)
         values = []
-        with torch.no_grad():
+        with torch.no_grad(), _model_mode(self._model, training_mode):
             for start in range(0, x_t.shape[0], batch_size):
                 part = slice(start, start + batch_size)
                 logits = self._forward(self._preprocess(x_t[part]))
                 values.append(loss_fn(logits, y_t[part], None if w_t is None else w_t[part]))
         result = torch.cat(values)
         result = {"none": result, "mean": result.mean(), "sum": result.sum()}[reduction]
-        return result.cpu().numpy() if isinstance(x, np.ndarray) else result
+        return like_input(result, x)
 
     def class_gradient(
         self,
@@ -388,8 +387,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             return [scores[torch.arange(n, device=self._device), labels].sum()]
 
         grads = self._input_gradients(x_t, objectives, training_mode)
-        result = torch.stack(grads, dim=1)
-        return result.cpu().numpy() if isinstance(x, np.ndarray) else result
+        return like_input(torch.stack(grads, dim=1), x)
 
     def get_activations(
         self, x: ArrayLike, layer: int | str, batch_size: int = 4, framework: bool = False
@@ -400,7 +398,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             x: images ``(N, C, *spatial)``.
             layer: a name from :attr:`layer_names` or an index into it.
             batch_size: samples per forward pass.
-            framework: return a tensor that keeps its autograd graph (for tensor ``x``) instead of numpy.
+            framework: keep the autograd graph, and return a tensor (on :attr:`device`) for numpy ``x`` too.
 
         Returns:
             The layer's output for all samples, concatenated along the first axis. The model always runs on
@@ -412,9 +410,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         module = self._layer(layer)
         captured: list[torch.Tensor] = []
         handle = module.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
-        self._model.eval()
         try:
-            with torch.set_grad_enabled(framework):
+            with torch.set_grad_enabled(framework), _model_mode(self._model, False):
                 for start in range(0, x.shape[0], batch_size):
                     x_batch = as_tensor(x[start : start + batch_size], device=self._device, dtype=self.dtype)
                     self._model(self._preprocess(x_batch, differentiable=framework))
@@ -423,7 +420,9 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         if not all(isinstance(c, torch.Tensor) for c in captured):
             raise TypeError(f"layer {layer!r} returns {type(captured[0]).__name__}, not a tensor")
         result = torch.cat(captured)
-        return result if framework or isinstance(x, torch.Tensor) else result.detach().cpu().numpy()
+        if isinstance(x, torch.Tensor):
+            return like_input(result, x)
+        return result if framework else result.detach().cpu().numpy()
 
     def fit(
         self,
@@ -437,7 +436,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         verbose: bool = False,
         **kwargs: Any,
     ) -> None:
-        """Train the model with :attr:`optimizer` on the estimator's loss; the model is left in eval mode.
+        """Train the model with :attr:`optimizer` on the estimator's loss; the model's modes are restored after.
 
         Each step minimises the mean over the batch of per-sample losses. Preprocessing defences with
         ``apply_fit`` run per batch.
@@ -463,13 +462,13 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         else:
             generator.seed()
         n = x.shape[0]
-        for epoch in tqdm(range(nb_epochs), desc="PyTorchSegmenter.fit", disable=not verbose):
-            order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-            for start in range(0, n, batch_size):
-                index = order[start : start + batch_size]
-                index = index.numpy() if isinstance(x, np.ndarray) else index.to(x.device)
-                self._train_step(x[index], y[index], form, training_mode)
-        self._model.eval()
+        with _model_mode(self._model, training_mode):
+            for epoch in tqdm(range(nb_epochs), desc="PyTorchSegmenter.fit", disable=not verbose):
+                order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+                for start in range(0, n, batch_size):
+                    index = order[start : start + batch_size]
+                    index = index.numpy() if isinstance(x, np.ndarray) else index.to(x.device)
+                    self._train_step(x[index], y[index], form)
 
     def fit_generator(self, generator: Any, nb_epochs: int = 10, verbose: bool = False, **kwargs: Any) -> None:
         """Train on batches from an ART ``DataGenerator`` or any iterable of ``(x, y)`` (a torch ``DataLoader``).
@@ -481,16 +480,16 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
 
         check_number("nb_epochs", nb_epochs, low=0, integer=True)
         self._require_optimizer()
-        for _ in tqdm(range(nb_epochs), desc="PyTorchSegmenter.fit_generator", disable=not verbose):
-            batches: Iterable[tuple[Any, Any]]
-            if isinstance(generator, DataGenerator):
-                batches = (generator.get_batch() for _ in range(-(-generator.size // generator.batch_size)))
-            else:
-                batches = generator
-            for x_batch, y_batch in batches:
-                self._check_x(x_batch)
-                self._train_step(x_batch, y_batch, self._check_y(y_batch, x_batch), training_mode=True)
-        self._model.eval()
+        with _model_mode(self._model, True):
+            for _ in tqdm(range(nb_epochs), desc="PyTorchSegmenter.fit_generator", disable=not verbose):
+                batches: Iterable[tuple[Any, Any]]
+                if isinstance(generator, DataGenerator):
+                    batches = (generator.get_batch() for _ in range(-(-generator.size // generator.batch_size)))
+                else:
+                    batches = generator
+                for x_batch, y_batch in batches:
+                    self._check_x(x_batch)
+                    self._train_step(x_batch, y_batch, self._check_y(y_batch, x_batch))
 
     def training_batch(self, x: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
         """What one training step feeds the model: ``x`` after fit-time preprocessing, and the labels, on the device.
@@ -515,6 +514,28 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         return self._logits(x_model, module)
 
     # ------------------------------------------------------------------ internals
+    def _params(self) -> dict[str, Any]:
+        """The current value of every parameter :func:`_checked_params` validates."""
+        return {
+            "model": self._model, "loss": self._loss, "input_shape": self._input_shape,
+            "nb_classes": self._nb_classes, "clip_values": self._clip_values, "preprocessing": self.preprocessing,
+            "channels_first": self._channels_first, "device_type": self._device_type, "optimizer": self._optimizer,
+            "activation": self._activation, "sliding_window": self._sliding_window, "autocast": self._autocast,
+            "channels_last": self._channels_last, "compile": self._compile,
+        }  # fmt: skip
+
+    def _adopt_model(self) -> None:
+        """Move :attr:`model` to the device (and memory format), and compile it if asked; its mode is kept."""
+        self._model.to(self._device)
+        if self._channels_last:
+            self._model.to(memory_format=_channels_last_format(len(self._input_shape) + 1))
+        # the compiled module shares the model's parameters; training and attacks go through it
+        compile_ = self._compile
+        self._compiled = (
+            torch.compile(self._model, **({} if compile_ is True else {"backend": compile_})) if compile_ else None
+        )
+        self._check_preprocessing_chain()
+
     def _check_x(self, x: ArrayLike) -> None:
         check_input(x, nb_channels=self._input_shape[0], nb_spatial_dims=len(self._input_shape) - 1)
 
@@ -600,9 +621,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         """
         if self._sliding_window is not None:
             return self._windowed_input_gradients(x, objectives, training_mode)
-        self._model.train(mode=training_mode)
         framework = self.all_framework_preprocessing
-        with torch.enable_grad():
+        with torch.enable_grad(), _model_mode(self._model, training_mode):
             if framework:
                 leaf = x.detach().requires_grad_(True)
                 logits = self._logits(self._preprocess(leaf, differentiable=True))
@@ -630,9 +650,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         """:meth:`_input_gradients` with a sliding window: preprocess the whole volume (keeping the autograd
         graph of torch preprocessing), get the gradients with respect to the model's input window by window,
         then carry them back through preprocessing."""
-        self._model.train(mode=training_mode)
         framework = self.all_framework_preprocessing
-        with torch.enable_grad():
+        with torch.enable_grad(), _model_mode(self._model, training_mode):
             if framework:
                 leaf = x.detach().requires_grad_(True)
                 x_model = self._preprocess(leaf, differentiable=True)
@@ -652,9 +671,9 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             for g in grads
         ]
 
-    def _train_step(self, x_batch: ArrayLike, y_batch: ArrayLike, form: LabelForm, training_mode: bool) -> float:
+    def _train_step(self, x_batch: ArrayLike, y_batch: ArrayLike, form: LabelForm) -> float:
+        """One optimizer step, in the model's current mode."""
         x_t, y_t = self._training_tensors(x_batch, y_batch, form)
-        self._model.train(mode=training_mode)
         loss = per_sample_loss(self._loss, activation=self._activation)(self._logits(x_t), y_t, None).mean()
         self._optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -677,10 +696,6 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             as_tensor(x_np, device=self._device, dtype=self.dtype),
             as_tensor(y_np, device=self._device, dtype=y.dtype),
         )
-
-    def _postprocess(self, probabilities: torch.Tensor, as_numpy: bool) -> ArrayLike:
-        processed = self._apply_postprocessing(probabilities.cpu().numpy(), fit=False)
-        return processed if as_numpy else as_tensor(processed, device=self._device)
 
     def _layer(self, layer: int | str) -> torch.nn.Module:
         names = self.layer_names
@@ -705,6 +720,58 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             f"preprocessing_defences mix numpy and torch steps ({[type(p).__name__ for p in ops]}); ART can only "
             "run one numpy step (optionally followed by standardisation). Use PreprocessorPyTorch defences."
         )
+
+
+@contextmanager
+def _model_mode(model: torch.nn.Module, training: bool) -> Iterator[None]:
+    """Run the block with ``model.train(training)``, then give every submodule back the mode it had (a frozen
+    batch-norm inside a model in training mode stays frozen), also when the block raises."""
+    before = [(module, module.training) for module in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for module, mode in before:
+            module.training = mode
+
+
+def _checked_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Validate the constructor's parameters together; the one check behind ``__init__`` and ``set_params``.
+
+    Args:
+        params: every parameter of :class:`PyTorchSegmenter` except the ART pre/postprocessing defences (ART checks
+            those), by name.
+
+    Returns:
+        ``params`` with normalised values: ``input_shape`` a tuple of ints, ``nb_classes`` an int,
+        ``clip_values`` a pair of float32 arrays broadcastable to ``input_shape`` (or ``None``), ``preprocessing``
+        ART's torch standardisation (or ``None``); the others as given.
+
+    Raises:
+        TypeError, ValueError: a value of the wrong type or out of range, naming the parameter and the value.
+    """
+    checked = dict(params)
+    check_type("model", params["model"], torch.nn.Module)
+    input_shape = checked["input_shape"] = _check_input_shape(params["input_shape"])
+    _check_sliding_window(params["sliding_window"], input_shape)
+    check_choice("autocast", params["autocast"], AUTOCAST_DTYPES)
+    check_type("channels_last", params["channels_last"], bool)
+    check_type("compile", params["compile"], (bool, str))
+    nb_classes, activation = params["nb_classes"], params["activation"]
+    check_number("nb_classes", nb_classes, low=1, integer=True)
+    checked["nb_classes"] = int(nb_classes)
+    check_choice("activation", activation, ("softmax", "sigmoid"))
+    if activation == "softmax" and nb_classes < 2:
+        raise ValueError(f"nb_classes must be >= 2 with activation='softmax', got {nb_classes}; use 'sigmoid'")
+    check_choice("device_type", params["device_type"], ("cpu", "gpu"))
+    if params["channels_first"] is not True:
+        raise ValueError(f"channels_first must be True (art_seg is channels-first), got {params['channels_first']!r}")
+    per_sample_loss(params["loss"], activation=activation)  # validates the name or callable now, not at first use
+    if params["optimizer"] is not None:
+        check_type("optimizer", params["optimizer"], torch.optim.Optimizer)
+    checked["clip_values"] = _clip_values(params["clip_values"], input_shape)
+    checked["preprocessing"] = _standardisation(params["preprocessing"], input_shape, params["device_type"])
+    return checked
 
 
 def _channels_last_format(ndim: int) -> torch.memory_format:
@@ -762,7 +829,11 @@ def _clip_values(clip_values: Any, input_shape: tuple[int, ...]) -> tuple[np.nda
 def _standardisation(
     preprocessing: Any, input_shape: tuple[int, ...], device_type: str
 ) -> StandardisationMeanStdPyTorch | None:
-    """Build ART's torch standardisation (so gradients flow through it) from a ``(mean, std)`` pair."""
+    """Build ART's torch standardisation (so gradients flow through it) from a ``(mean, std)`` pair; one already
+    built (what :meth:`PyTorchSegmenter.get_params` returns) is checked against ``input_shape`` and kept."""
+    if isinstance(preprocessing, StandardisationMeanStdPyTorch):
+        _per_channel_pair("preprocessing", (preprocessing.mean, preprocessing.std), input_shape)
+        return preprocessing
     pair = _per_channel_pair("preprocessing", preprocessing, input_shape)
     if pair is None:
         return None
