@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,21 +14,27 @@ from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMe
 from tqdm.auto import tqdm
 
 from art_seg._checks import check_choice, check_number, check_type
+from art_seg.data.regions import RegionSpec, region_spec
 from art_seg.estimators.conversion import (
     ArrayLike,
     LabelForm,
     as_tensor,
+    check_array_type,
     check_input,
     check_labels,
     check_voxel_weights,
     like_input,
     to_label_tensor,
 )
+from art_seg.estimators.prediction import hard_prediction
 from art_seg.estimators.segmenter import SegmenterMixin
 from art_seg.estimators.sliding_window import SlidingWindow, sliding_window_gradients, sliding_window_logits
+from art_seg.losses.deep_supervision import DEEP_SUPERVISION, deep_supervision_loss, deep_supervision_weights
 from art_seg.losses.registry import per_sample_loss
 
 LossSpec = str | Callable[..., torch.Tensor]
+RegionsSpec = str | RegionSpec | Mapping[str, Iterable[int]]
+DeepSupervision = str | Sequence[float] | None
 
 
 #: Mixed-precision choices for the model's forward pass (``None``: full precision).
@@ -59,6 +65,20 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
       by default) and then gives every submodule back the mode it had, also when the call raises. The
       constructor puts the model in eval mode once.
 
+    Regions: a region model (``regions=``, ``activation="sigmoid"``, one channel per region, e.g. BraTS WT, TC,
+    ET) takes class-index labels and turns them into one mask per region on the way in, everywhere labels enter
+    (:meth:`loss_gradient`, :meth:`compute_loss`, :meth:`fit`, :meth:`training_batch`, :meth:`label_tensor`); it also
+    takes multi-hot maps ``(N, R, *spatial)`` (bool, 0/1 integers or floats in ``[0, 1]``). A multi-channel sigmoid
+    model without ``regions`` takes only maps: class indices raise an error that says to pass ``regions``.
+    :meth:`predict_labels` gives the hard prediction (a label map for softmax, one mask per channel for sigmoid)
+    and :meth:`to_label_map` turns region masks into a class label map (for writing NIfTI files).
+
+    Deep supervision: a model may return several heads: a list or tuple of logits at decreasing resolution, the
+    full-resolution head first (nnU-Net's networks, even in eval mode while ``decoder.deep_supervision`` is on),
+    or the heads stacked on dim 1, ``(N, H, K, *spatial)`` (MONAI's ``DynUNet`` in training mode). Prediction,
+    gradients, attacks and the sliding window use the full-resolution head; :meth:`fit` (and trainers, through
+    :meth:`training_heads` and :meth:`training_loss`) weight every head's loss as ``deep_supervision`` says.
+
     Sliding window: with ``sliding_window`` set, :meth:`predict`, :meth:`compute_loss`, :meth:`loss_gradient`
     and :meth:`class_gradient` run the model on windows of the preprocessed input and use the stitched logits
     (see :mod:`art_seg.estimators.sliding_window`), so that a whole BraTS volume fits in bounded memory:
@@ -70,14 +90,16 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     on the whole input (training uses patches).
 
     Args:
-        model: ``torch.nn.Module`` returning logits ``(N, K, *spatial)``. It is moved to :attr:`device` and put
-            in eval mode.
+        model: ``torch.nn.Module`` returning logits ``(N, K, *spatial)``, or deep-supervision heads (a list or
+            tuple, full resolution first, or a tensor ``(N, H, K, *spatial)``). It is moved to :attr:`device` and
+            put in eval mode.
         loss: ``"ce"`` (cross-entropy), ``"dice"`` (soft Dice), ``"generalized_dice"``, ``"dice_ce"``, or a
-            callable ``(logits, target) -> scalar tensor`` (given class indices ``int64 (N, *spatial)`` or soft
-            maps ``(N, K, *spatial)``; it may take a ``voxel_weights`` keyword).
+            callable ``(logits, target) -> scalar tensor`` (given class indices ``int64 (N, *spatial)`` for
+            softmax models, or maps ``(N, K, *spatial)``; it may take a ``voxel_weights`` keyword). Wrap MONAI
+            losses with :func:`art_seg.losses.monai_loss`.
         input_shape: shape of one sample ``(C, *spatial)``. ``C`` and the number of spatial dimensions are
             enforced; the spatial size may differ between calls (fully convolutional models).
-        nb_classes: number of output channels ``K``.
+        nb_classes: number of output channels ``K`` (the number of regions for a region model).
         clip_values: ``(min, max)`` of valid input values: scalars, per-channel sequences of length ``C``, or
             arrays broadcastable to ``input_shape``. ``None`` for no bound.
         preprocessing: ``(mean, std)`` scalars or per-channel sequences, applied as ``(x - mean) / std`` in
@@ -89,7 +111,15 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         device_type: ``"gpu"`` to use the current CUDA device when one is available, else ``"cpu"``.
         optimizer: ``torch.optim.Optimizer`` over ``model``'s parameters, needed by :meth:`fit`.
         activation: ``"softmax"`` (mutually exclusive classes) or ``"sigmoid"`` (independent channels, e.g.
-            overlapping BraTS regions); used by :meth:`predict` and the named losses.
+            overlapping BraTS regions); used by :meth:`predict`, :meth:`predict_labels` and the named losses.
+        regions: for a region model: a preset name from :data:`art_seg.data.REGION_PRESETS` (``"brats"``,
+            ``"nnunet_brats"``, ``"monai_brats"``, ``"brats2024"``), a mapping region name -> classes in channel
+            order, or a :class:`~art_seg.data.RegionSpec`; needs ``activation="sigmoid"`` and ``nb_classes`` equal
+            to the number of regions. ``None`` (the default): channels are classes.
+        deep_supervision: how :meth:`fit` and :meth:`training_loss` weight the heads of a deeply supervised model:
+            ``"auto"`` (the default: MONAI's weights when every head has the full resolution, as ``DynUNet``'s,
+            nnU-Net's when they shrink, as nnU-Net's), ``"nnunet"``, ``"monai"``, ``None`` (the full-resolution
+            head only) or one weight per head; see :func:`art_seg.losses.deep_supervision_weights`.
         sliding_window: a :class:`~art_seg.estimators.sliding_window.SlidingWindow` (window size, overlap,
             blending, windows per model call) to evaluate inputs window by window, or ``None`` (the default) to
             run the model on whole inputs. Settable with :meth:`set_params`.
@@ -106,8 +136,9 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     Raises:
         TypeError: ``model`` is not a ``torch.nn.Module``, or an argument has the wrong type.
         ValueError: an unknown loss or activation name, a bad shape, ``clip_values`` with ``min >= max``,
-            a non-positive ``std``, an unsupported mix of preprocessors, or a ``sliding_window`` whose
-            ``roi_size`` does not match the number of spatial dimensions.
+            a non-positive ``std``, an unsupported mix of preprocessors, a ``sliding_window`` whose
+            ``roi_size`` does not match the number of spatial dimensions, ``regions`` with ``"softmax"`` or with
+            another number of regions than ``nb_classes``, or a bad ``deep_supervision``.
 
     Example:
         >>> from art_seg.models import UNet3D
@@ -125,6 +156,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         "optimizer",
         "sliding_window",
         "autocast",
+        "regions",
+        "deep_supervision",
     ]
 
     def __init__(
@@ -146,6 +179,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         autocast: str | None = None,
         channels_last: bool = False,
         compile: bool | str = False,
+        regions: RegionsSpec | None = None,
+        deep_supervision: DeepSupervision = "auto",
     ) -> None:
         params = _checked_params(
             {
@@ -153,7 +188,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
                 "clip_values": clip_values, "preprocessing": preprocessing, "channels_first": channels_first,
                 "device_type": device_type, "optimizer": optimizer, "activation": activation,
                 "sliding_window": sliding_window, "autocast": autocast, "channels_last": channels_last,
-                "compile": compile,
+                "compile": compile, "regions": regions, "deep_supervision": deep_supervision,
             }
         )  # fmt: skip
         super().__init__(
@@ -174,6 +209,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         self._autocast = autocast
         self._channels_last = channels_last
         self._compile = compile
+        self._regions = params["regions"]
+        self._deep_supervision = params["deep_supervision"]
         self._model.eval()
         self._adopt_model()
         self._check_preprocessing_chain()
@@ -203,6 +240,16 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     def activation(self) -> str:
         """``"softmax"`` or ``"sigmoid"``."""
         return self._activation
+
+    @property
+    def regions(self) -> RegionSpec | None:
+        """The region spec of a region model (one sigmoid channel per region), or ``None``."""
+        return self._regions
+
+    @property
+    def deep_supervision(self) -> DeepSupervision:
+        """How the heads of a deeply supervised model are weighted in training (see the constructor)."""
+        return self._deep_supervision
 
     @property
     def loss(self) -> LossSpec:
@@ -277,18 +324,73 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             tensor ``x``. Postprocessing defences apply to probabilities only. With :attr:`sliding_window`,
             the probabilities of the stitched logits, each ``batch_size`` samples split into windows.
         """
-        self._check_x(x)
-        check_number("batch_size", batch_size, low=1, integer=True)
-        outputs = []
-        with torch.no_grad(), _model_mode(self._model, training_mode):
-            for start in range(0, x.shape[0], batch_size):
-                x_batch = as_tensor(x[start : start + batch_size], device=self._device, dtype=self.dtype)
-                out = self._forward(self._preprocess(x_batch))
-                outputs.append(out if logits else self._probabilities(out))
-        result = torch.cat(outputs)
+        result = self._predict(x, batch_size, training_mode, (lambda out: out) if logits else self._probabilities)
         if not logits and self.postprocessing_defences:
             result = as_tensor(self._apply_postprocessing(result.cpu().numpy(), fit=False))
         return like_input(result, x)
+
+    def predict_labels(
+        self, x: ArrayLike, batch_size: int = 4, training_mode: bool = False, **kwargs: Any
+    ) -> ArrayLike:
+        """The model's hard prediction for ``x``: the one activation-aware step from logits to labels.
+
+        ``"softmax"``: the argmax class per voxel; ``"sigmoid"``: each channel on where its logit is ``> 0``
+        (probability ``> 0.5``); see :func:`art_seg.estimators.hard_prediction`. With postprocessing defences,
+        the prediction of the postprocessed probabilities (as :meth:`predict` returns them).
+
+        Args:
+            x: images ``(N, C, *spatial)``.
+            batch_size: samples per forward pass.
+            training_mode: run the model in training mode.
+
+        Returns:
+            ``"softmax"``: ``int64 (N, *spatial)`` class indices; ``"sigmoid"``: ``bool (N, K, *spatial)``
+            masks (one per region for a region model; :meth:`to_label_map` turns them into a label map). Numpy
+            for numpy ``x``, a tensor on ``x``'s device for tensor ``x``. With :attr:`sliding_window`, the
+            prediction of the stitched logits.
+        """
+        if self.postprocessing_defences:
+            probabilities = as_tensor(self.predict(x, batch_size=batch_size, training_mode=training_mode))
+            return like_input(hard_prediction(probabilities, self._activation, from_logits=False), x)
+        result = self._predict(x, batch_size, training_mode, lambda out: hard_prediction(out, self._activation))
+        return like_input(result, x)
+
+    def to_label_map(self, prediction: ArrayLike) -> ArrayLike:
+        """A class-index label map from a hard prediction of :meth:`predict_labels` (for writing NIfTI files).
+
+        - ``"softmax"``: the prediction is already a label map ``(N, *spatial)``; returned as it is;
+        - region model: the region masks ``(N, R, *spatial)`` painted into classes by :attr:`regions`
+          (:meth:`art_seg.data.RegionSpec.to_label_map`, nnU-Net's ``regions_class_order`` rule);
+        - single-channel ``"sigmoid"`` model: the mask ``(N, 1, *spatial)`` as classes 0 and 1.
+
+        Args:
+            prediction: numpy or torch, bool or integer, as :meth:`predict_labels` returns it.
+
+        Returns:
+            The class label map ``(N, *spatial)``: ``prediction`` itself for softmax, else ``int64``; numpy or a
+            tensor on ``prediction``'s device, like ``prediction``.
+
+        Raises:
+            ValueError: a prediction of the wrong shape or values, or a multi-channel sigmoid model without
+                :attr:`regions` (which class a set of channels means is unknown).
+        """
+        check_array_type("prediction", prediction)
+        spatial_dims = len(self._input_shape) - 1
+        if self._activation == "softmax":
+            if prediction.ndim != spatial_dims + 1:
+                raise ValueError(
+                    f"prediction of a softmax model must be a label map (N, *spatial) with {spatial_dims} spatial "
+                    f"axes, got shape {tuple(prediction.shape)}"
+                )
+            return prediction
+        if self._regions is not None:
+            return self._regions.to_label_map(prediction, spatial_dims=spatial_dims)
+        if self._nb_classes == 1:
+            return _BINARY.to_label_map(prediction, spatial_dims=spatial_dims)
+        raise ValueError(
+            f"to_label_map needs regions for a sigmoid model with {self._nb_classes} channels: pass regions= to "
+            "PyTorchSegmenter (e.g. 'brats') so that masks can be painted into classes"
+        )
 
     def loss_gradient(
         self,
@@ -454,7 +556,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         check_number("batch_size", batch_size, low=1, integer=True)
         check_number("nb_epochs", nb_epochs, low=0, integer=True)
         self._check_x(x)
-        form = self._check_y(y, x)
+        form = self.check_labels(y, x)
         self._require_optimizer()
         generator = torch.Generator()
         if seed is not None:
@@ -489,7 +591,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
                     batches = generator
                 for x_batch, y_batch in batches:
                     self._check_x(x_batch)
-                    self._train_step(x_batch, y_batch, self._check_y(y_batch, x_batch))
+                    self._train_step(x_batch, y_batch, self.check_labels(y_batch, x_batch))
 
     def training_batch(self, x: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
         """What one training step feeds the model: ``x`` after fit-time preprocessing, and the labels, on the device.
@@ -500,20 +602,114 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
 
         Returns:
             ``(x_model, labels)``: the model's input ``(N', C, *spatial)`` and labels ``(N', *spatial)`` (class
-            indices) or ``(N', K, *spatial)`` (maps), device tensors.
+            indices, softmax models) or ``(N', K, *spatial)`` (maps; a region model's class indices become its
+            region masks), device tensors.
         """
         self._check_x(x)
-        return self._training_tensors(x, y, self._check_y(y, x))
+        return self._training_tensors(x, y, self.check_labels(y, x))
 
     def logits(self, x_model: torch.Tensor, module: torch.nn.Module | None = None) -> torch.Tensor:
         """Run :attr:`model` on an already preprocessed device tensor, in its current mode, with autograd as set by
-        the caller; checks the output is ``(N, K, *spatial)`` logits. Always the whole input, even with
+        the caller, and return the full-resolution logits ``(N, K, *spatial)`` (the first head of a deeply
+        supervised model; :meth:`training_heads` gives them all). Always the whole input, even with
         :attr:`sliding_window` set (trainers call it on training patches). ``module``: a wrapper of
         :attr:`model` to run instead (e.g. its ``DistributedDataParallel``), with the same autocast, memory
         format and output check."""
         return self._logits(x_model, module)
 
+    def check_labels(self, y: ArrayLike, x: ArrayLike) -> LabelForm:
+        """Validate labels ``y`` for images ``x (N, C, *spatial)`` as every method of this estimator does, once
+        for the whole array, and say which form they take (``"index"`` or ``"soft"``); see
+        :func:`art_seg.estimators.conversion.check_labels` for the forms this model's activation and
+        :attr:`regions` accept.
+
+        Raises:
+            TypeError, ValueError: bad labels, named with the offending shape or values.
+        """
+        return check_labels(
+            y,
+            batch_shape=(x.shape[0], *x.shape[2:]),
+            nb_classes=self._nb_classes,
+            activation=self._activation,
+            regions=self._regions,
+        )
+
+    _check_y = check_labels  # the name art_seg.defences.training still calls
+
+    def label_tensor(self, y: ArrayLike, form: LabelForm, spatial_shape: Sequence[int]) -> torch.Tensor:
+        """Labels checked by :meth:`check_labels` as the loss target on :attr:`device` (call it per batch).
+
+        Returns:
+            ``int64 (N, *spatial)`` class indices for a softmax model given indices; otherwise maps ``(N, K,
+            *spatial)`` in :attr:`dtype` (a region model's class indices become its region masks).
+        """
+        return to_label_tensor(
+            y,
+            form,
+            spatial_shape=tuple(spatial_shape),
+            device=self._device,
+            dtype=self.dtype,
+            activation=self._activation,
+            regions=self._regions,
+        )
+
+    def training_heads(self, x_model: torch.Tensor, module: torch.nn.Module | None = None) -> list[torch.Tensor]:
+        """Every output head of the model for an already preprocessed device tensor, the full-resolution head
+        first: one element for a plain model, all deep-supervision heads otherwise (nnU-Net's list, or
+        ``DynUNet``'s stacked heads unbound). Runs like :meth:`logits` (current mode, caller's autograd,
+        ``module`` for a wrapper such as ``DistributedDataParallel``); pass the result to :meth:`training_loss`.
+
+        Returns:
+            Logits ``(N, K, *spatial_i)`` per head; the first has the input's spatial size.
+        """
+        return self._heads(x_model, module)
+
+    def head_weights(self, heads: Sequence[torch.Tensor]) -> tuple[float, ...]:
+        """The training loss weight of each head (:attr:`deep_supervision`, ``"auto"`` resolved: MONAI's weights
+        when every head has the first one's spatial size, nnU-Net's otherwise); ``(1.0,)`` for a single head."""
+        kind = self._deep_supervision
+        if kind == "auto":
+            kind = "monai" if all(h.shape[2:] == heads[0].shape[2:] for h in heads) else "nnunet"
+        return deep_supervision_weights(kind, len(heads))
+
+    def training_loss(
+        self,
+        heads: Sequence[torch.Tensor],
+        labels: torch.Tensor,
+        loss: LossSpec | None = None,
+        voxel_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Each sample's training loss over all heads: :func:`art_seg.losses.deep_supervision_loss` with
+        :meth:`head_weights` (labels resized to each head's size by nearest neighbour); the plain per-sample loss
+        for a single head. :meth:`fit` minimises its mean; trainers call it on :meth:`training_heads`.
+
+        Args:
+            heads: from :meth:`training_heads`.
+            labels: the full-resolution target, e.g. from :meth:`training_batch`: ``int64 (N, *spatial)`` or
+                maps ``(N, K, *spatial)``.
+            loss: a loss for this call (name or callable), the estimator's :attr:`loss` by default.
+            voxel_weights: optional ``(N, *spatial)`` at full resolution.
+
+        Returns:
+            ``(N,)`` losses, differentiable with respect to the model's parameters.
+        """
+        loss_fn = per_sample_loss(self._loss if loss is None else loss, activation=self._activation)
+        return deep_supervision_loss(heads, labels, loss_fn, self.head_weights(heads), voxel_weights)
+
     # ------------------------------------------------------------------ internals
+    def _predict(
+        self, x: ArrayLike, batch_size: int, training_mode: bool, transform: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """``transform(logits)`` for every batch of ``x``, concatenated, on :attr:`device`, without autograd."""
+        self._check_x(x)
+        check_number("batch_size", batch_size, low=1, integer=True)
+        outputs = []
+        with torch.no_grad(), _model_mode(self._model, training_mode):
+            for start in range(0, x.shape[0], batch_size):
+                x_batch = as_tensor(x[start : start + batch_size], device=self._device, dtype=self.dtype)
+                outputs.append(transform(self._forward(self._preprocess(x_batch))))
+        return torch.cat(outputs)
+
     def _params(self) -> dict[str, Any]:
         """The current value of every parameter :func:`_checked_params` validates."""
         return {
@@ -521,7 +717,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             "nb_classes": self._nb_classes, "clip_values": self._clip_values, "preprocessing": self.preprocessing,
             "channels_first": self._channels_first, "device_type": self._device_type, "optimizer": self._optimizer,
             "activation": self._activation, "sliding_window": self._sliding_window, "autocast": self._autocast,
-            "channels_last": self._channels_last, "compile": self._compile,
+            "channels_last": self._channels_last, "compile": self._compile, "regions": self._regions,
+            "deep_supervision": self._deep_supervision,
         }  # fmt: skip
 
     def _adopt_model(self) -> None:
@@ -539,12 +736,6 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     def _check_x(self, x: ArrayLike) -> None:
         check_input(x, nb_channels=self._input_shape[0], nb_spatial_dims=len(self._input_shape) - 1)
 
-    def _check_y(self, y: ArrayLike, x: ArrayLike) -> LabelForm:
-        return check_labels(y, batch_shape=(x.shape[0], *x.shape[2:]), nb_classes=self._nb_classes)
-
-    def _labels(self, y: ArrayLike, form: LabelForm, spatial_shape: tuple[int, ...]) -> torch.Tensor:
-        return to_label_tensor(y, form, spatial_shape=spatial_shape, device=self._device, dtype=self.dtype)
-
     def _voxel_weights(self, weights: ArrayLike | None, x_t: torch.Tensor) -> torch.Tensor | None:
         if weights is None:
             return None
@@ -557,9 +748,9 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Validate ``x``, ``y`` and ``voxel_weights`` together, then convert them to device tensors."""
         self._check_x(x)
-        form = self._check_y(y, x)
+        form = self.check_labels(y, x)
         x_t = as_tensor(x, device=self._device, dtype=self.dtype)
-        return x_t, self._labels(y, form, tuple(x_t.shape[2:])), self._voxel_weights(voxel_weights, x_t)
+        return x_t, self.label_tensor(y, form, tuple(x_t.shape[2:])), self._voxel_weights(voxel_weights, x_t)
 
     def _class_labels(self, label: Any, n: int) -> torch.Tensor | None:
         if label is None:
@@ -587,23 +778,23 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         return sliding_window_logits(self._logits, x_preprocessed, self._sliding_window)
 
     def _logits(self, x_preprocessed: torch.Tensor, module: torch.nn.Module | None = None) -> torch.Tensor:
-        """Run the model (or ``module``, a wrapper of it) and check that it returned ``(N, K, *spatial)`` logits
-        (per window with a sliding window)."""
+        """The full-resolution logits ``(N, K, *spatial)`` of the model (or ``module``, a wrapper of it), per
+        window with a sliding window."""
+        return self._heads(x_preprocessed, module)[0]
+
+    def _heads(self, x_preprocessed: torch.Tensor, module: torch.nn.Module | None = None) -> list[torch.Tensor]:
+        """Run the model (or ``module``) under the estimator's memory format and autocast, and split its output
+        into heads (:func:`_split_heads`), cast back to the input's dtype."""
         if module is None:
             module = self._model if self._compiled is None else self._compiled
         if self._channels_last:
             x_preprocessed = x_preprocessed.contiguous(memory_format=_channels_last_format(x_preprocessed.ndim))
         if self._autocast is None:
+            return _split_heads(module(x_preprocessed), tuple(x_preprocessed.shape), self._nb_classes)
+        with torch.autocast(self._device.type, dtype=getattr(torch, self._autocast)):
             out = module(x_preprocessed)
-        else:
-            with torch.autocast(self._device.type, dtype=getattr(torch, self._autocast)):
-                out = module(x_preprocessed)
-            out = out.to(x_preprocessed.dtype) if isinstance(out, torch.Tensor) else out
-        expected = (x_preprocessed.shape[0], self._nb_classes, *x_preprocessed.shape[2:])
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"model must return logits of shape {expected} (N, K, *spatial), got {got}")
-        return out
+        heads = _split_heads(out, tuple(x_preprocessed.shape), self._nb_classes)
+        return [head.to(x_preprocessed.dtype) for head in heads]
 
     def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=1) if self._activation == "softmax" else torch.sigmoid(logits)
@@ -674,7 +865,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     def _train_step(self, x_batch: ArrayLike, y_batch: ArrayLike, form: LabelForm) -> float:
         """One optimizer step, in the model's current mode."""
         x_t, y_t = self._training_tensors(x_batch, y_batch, form)
-        loss = per_sample_loss(self._loss, activation=self._activation)(self._logits(x_t), y_t, None).mean()
+        loss = self.training_loss(self._heads(x_t), y_t).mean()
         self._optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._optimizer.step()
@@ -682,7 +873,7 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
 
     def _training_tensors(self, x: ArrayLike, y: ArrayLike, form: LabelForm) -> tuple[torch.Tensor, torch.Tensor]:
         x_t = as_tensor(x, device=self._device, dtype=self.dtype)
-        y_t = self._labels(y, form, tuple(x_t.shape[2:]))
+        y_t = self.label_tensor(y, form, tuple(x_t.shape[2:]))
         if self.preprocessing_operations:
             x_t, y_t = self._preprocess_fit(x_t, y_t)
         return x_t, y_t
@@ -720,6 +911,52 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             f"preprocessing_defences mix numpy and torch steps ({[type(p).__name__ for p in ops]}); ART can only "
             "run one numpy step (optionally followed by standardisation). Use PreprocessorPyTorch defences."
         )
+
+
+#: A single-channel sigmoid model's mask as classes 0 and 1 (see ``PyTorchSegmenter.to_label_map``).
+_BINARY = RegionSpec(("foreground",), ((1,),), (1,))
+
+
+def _split_heads(out: Any, x_shape: tuple[int, ...], nb_classes: int) -> list[torch.Tensor]:
+    """A model's output as a list of heads, the full-resolution logits first.
+
+    Accepts logits ``(N, K, *spatial)``; a list or tuple of heads ``(N, K, *spatial_i)``, the first at the
+    input's size (nnU-Net); stacked heads ``(N, H, K, *spatial)`` (MONAI ``DynUNet`` in training mode).
+
+    Raises:
+        ValueError: anything else, saying what the estimator expects.
+    """
+    n, spatial = x_shape[0], tuple(x_shape[2:])
+    expected = (n, nb_classes, *spatial)
+    if isinstance(out, torch.Tensor):
+        if tuple(out.shape) == expected:
+            return [out]
+        if out.ndim == len(expected) + 1 and tuple(out.shape[:1] + out.shape[2:]) == expected:
+            return list(out.unbind(1))
+    elif isinstance(out, (list, tuple)) and out and all(isinstance(h, torch.Tensor) for h in out):
+        main_ok = tuple(out[0].shape) == expected
+        heads_ok = all(
+            h.ndim == len(expected)
+            and tuple(h.shape[:2]) == expected[:2]
+            and all(s <= t for s, t in zip(h.shape[2:], spatial))
+            for h in out[1:]
+        )
+        if main_ok and heads_ok:
+            return list(out)
+    if isinstance(out, torch.Tensor):
+        got = f"a tensor of shape {tuple(out.shape)}"
+    elif isinstance(out, (list, tuple)):
+        got = f"a {type(out).__name__} of " + ", ".join(
+            str(tuple(h.shape)) if isinstance(h, torch.Tensor) else type(h).__name__ for h in out
+        )
+    else:
+        got = type(out).__name__
+    raise ValueError(
+        f"model must return logits of shape {expected} (N, K, *spatial), deep-supervision heads as a list or tuple "
+        f"with the full-resolution head {expected} first (nnU-Net) and others (N, K, *smaller), or heads stacked on "
+        f"dim 1 {(n, 'H', *expected[1:])} (MONAI DynUNet); got {got}. Check nb_classes and input_shape, or wrap "
+        "the model so that it returns one of these"
+    )
 
 
 @contextmanager
@@ -771,6 +1008,23 @@ def _checked_params(params: dict[str, Any]) -> dict[str, Any]:
         check_type("optimizer", params["optimizer"], torch.optim.Optimizer)
     checked["clip_values"] = _clip_values(params["clip_values"], input_shape)
     checked["preprocessing"] = _standardisation(params["preprocessing"], input_shape, params["device_type"])
+    regions = checked["regions"] = None if params["regions"] is None else region_spec(params["regions"])
+    if regions is not None:
+        if activation != "sigmoid":
+            raise ValueError(
+                f"regions need activation='sigmoid' (one independent channel per region), got {activation!r}"
+            )
+        if nb_classes != regions.nb_regions:
+            raise ValueError(
+                f"nb_classes must equal the number of regions {regions.nb_regions} {regions.names}, got {nb_classes}"
+            )
+    kind = params["deep_supervision"]
+    if kind is None or isinstance(kind, str):
+        check_choice("deep_supervision", kind, ("auto", *DEEP_SUPERVISION, None))
+    else:
+        check_type("deep_supervision", kind, (list, tuple))
+        deep_supervision_weights(kind, len(kind))
+        checked["deep_supervision"] = tuple(float(w) for w in kind)
     return checked
 
 
