@@ -44,6 +44,7 @@ from art_seg.data.preprocessing import (
 )
 from art_seg.data.synthetic import make_brats_phantom, make_phantom_volumes
 from art_seg.data.writing import write_perturbation, write_prediction, write_volume
+from art_seg.data.regions import REGION_PRESETS, RegionSpec, region_spec
 
 __all__ = [
     "BraTSDataset",
@@ -89,4 +90,7 @@ __all__ = [
     "write_prediction",
     "write_volume",
     "zscore_",
+    "REGION_PRESETS",
+    "RegionSpec",
+    "region_spec",
 ]

@@ -13,9 +13,9 @@ class SegmenterMixin(ABC):
     An estimator with this mixin maps images ``(N, C, *spatial)`` to per-voxel class scores
     ``(N, K, *spatial)``; its ``predict`` returns probability maps and its ``loss_gradient`` takes voxel
     labels (class-index maps ``(N, *spatial)`` or soft maps ``(N, K, *spatial)``). Given torch tensors, both
-    return tensors on the estimator's device, and ``loss_gradient`` also takes ``voxel_weights`` and ``loss``
-    keywords. art_seg's attacks name this mixin in their ``_estimator_requirements``, so ART's machinery
-    rejects an estimator that lacks it.
+    return tensors on the input's device (the estimator computes on its own device and copies back only when
+    they differ), and ``loss_gradient`` also takes ``voxel_weights`` and ``loss`` keywords. art_seg's attacks
+    name this mixin in their ``_estimator_requirements``, so ART's machinery rejects an estimator that lacks it.
     """
 
     @property

@@ -10,8 +10,11 @@ where ``l_w`` are window ``w``'s logits and ``b_w`` its blending weights (a Gaus
 
 Scan (as MONAI's ``dense_patch_slices``): along each spatial dimension windows start at 0 and step by
 ``floor(roi * (1 - overlap))`` voxels (at least 1); the last window is moved back to end flush with the
-volume. A dimension shorter than the window is first padded symmetrically with zeros to the window's size
-and the stitched logits are cropped back, so every window has exactly ``roi_size`` voxels.
+volume. A window is never larger than the volume: along a dimension shorter than ``roi_size`` the window is
+clipped to the volume's size (one window spans it, as whole-volume inference would), so nothing is ever padded
+and memory is bounded by the volume whatever ``roi_size`` says (``roi_size=1000`` on a ``128^3`` volume is
+whole-volume inference, not a ``1000^3`` allocation). A model that needs sizes divisible by ``2**depth`` then
+needs the volume padded to such a multiple, as ``art_seg.data`` does.
 
 Two ways to differentiate:
 
@@ -33,7 +36,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from art_seg._checks import check_choice, check_number
 
@@ -49,8 +51,9 @@ class SlidingWindow:
     """How to cover a volume with windows and blend their logits. Validated at construction.
 
     Args:
-        roi_size: window size in voxels: one int for every spatial dimension, or one int per spatial dimension
-            (a list is stored as a tuple). Windows are always exactly this size; the model must accept it
+        roi_size: window size in voxels, ``>= 1``: one int for every spatial dimension, or one int per spatial
+            dimension (a list is stored as a tuple). Windows are this size, clipped to the volume along any
+            dimension where the volume is shorter (see :func:`effective_roi_size`); the model must accept both
             (a UNet's ``2**depth`` divisibility, for example).
         overlap: fraction of a window shared with its neighbour along each dimension, in ``[0, 1)``; the step
             is ``floor(roi * (1 - overlap))`` voxels, at least 1.
@@ -110,15 +113,24 @@ class SlidingWindow:
 
 
 # ---------------------------------------------------------------------------------------------- geometry
-def _as_roi(spatial_shape: Sequence[int], roi_size: int | Sequence[int]) -> tuple[int, ...]:
-    return SlidingWindow(roi_size).roi(len(spatial_shape))
+def effective_roi_size(spatial_shape: Sequence[int], roi_size: int | Sequence[int]) -> tuple[int, ...]:
+    """The window actually used on a volume: ``roi_size`` clipped to ``spatial_shape``, per dimension.
 
+    Args:
+        spatial_shape: the volume's spatial shape ``(*spatial)``, sizes ``>= 1``.
+        roi_size: the requested window, one int or one per dimension, ``>= 1``.
 
-def window_padding(spatial_shape: Sequence[int], roi_size: int | Sequence[int]) -> tuple[tuple[int, int], ...]:
-    """Zeros added ``(before, after)`` each spatial dimension so it is at least ``roi_size`` long (symmetric,
-    the extra voxel after, as MONAI)."""
-    roi = _as_roi(spatial_shape, roi_size)
-    return tuple(((r - s) // 2, (r - s) - (r - s) // 2) if s < r else (0, 0) for s, r in zip(spatial_shape, roi))
+    Raises:
+        TypeError, ValueError: a size that is not an int ``>= 1``, or ``roi_size`` of another length.
+
+    Example:
+        >>> effective_roi_size((155, 240, 240), 1000)
+        (155, 240, 240)
+    """
+    for size in spatial_shape:
+        check_number("spatial_shape", size, low=1, integer=True)
+    roi = SlidingWindow(roi_size).roi(len(spatial_shape))
+    return tuple(min(int(s), r) for s, r in zip(spatial_shape, roi))
 
 
 def window_slices(spatial_shape: Sequence[int], roi_size: int | Sequence[int], overlap: float) -> list[Window]:
@@ -127,25 +139,25 @@ def window_slices(spatial_shape: Sequence[int], roi_size: int | Sequence[int], o
 
     Args:
         spatial_shape: the volume's spatial shape ``(*spatial)``.
-        roi_size: window size, one int or one per dimension.
+        roi_size: window size, one int or one per dimension; clipped to the volume (:func:`effective_roi_size`).
         overlap: in ``[0, 1)``.
 
     Returns:
-        One tuple of slices per window (dimension order, last dimension fastest), each exactly ``roi_size``
-        long. They index the volume padded by :func:`window_padding`: a dimension shorter than its window gets
-        the single slice ``slice(0, roi)``. Together the windows cover every voxel.
+        One tuple of slices per window (dimension order, last dimension fastest), each as long as the effective
+        window, inside the volume: a dimension not longer than its window gets the single slice
+        ``slice(0, size)``. Together the windows cover every voxel.
 
     Example:
         >>> window_slices((10,), 4, 0.25)
         [(slice(0, 4, None),), (slice(3, 7, None),), (slice(6, 10, None),)]
+        >>> window_slices((3,), 1000, 0.25)
+        [(slice(0, 3, None),)]
     """
-    for size in spatial_shape:
-        check_number("spatial_shape", size, low=1, integer=True)
-    roi = _as_roi(spatial_shape, roi_size)
+    roi = effective_roi_size(spatial_shape, roi_size)
     check_number("overlap", overlap, low=0.0, high=1.0, high_inclusive=False)
     per_dim = []
     for size, r in zip(spatial_shape, roi):
-        size = max(int(size), r)
+        size = int(size)
         step = max(1, int(r * (1.0 - overlap)))
         count = 1 + max(0, math.ceil((size - r) / step))
         starts = [min(i * step, size - r) for i in range(count)]
@@ -197,12 +209,11 @@ def blending_weights(
 
 @dataclass(frozen=True)
 class _Plan:
-    """Everything about the windows of one input shape: padding, slices, weights and their sum."""
+    """Everything about the windows of one input shape: slices, weights and their sum."""
 
-    padding: tuple[tuple[int, int], ...]
     slices: list[Window]
-    weights: torch.Tensor  # (*roi)
-    weight_sum: torch.Tensor  # (*padded spatial)
+    weights: torch.Tensor  # (*effective roi)
+    weight_sum: torch.Tensor  # (*spatial)
     windows_per_batch: int
 
     @classmethod
@@ -210,26 +221,13 @@ class _Plan:
         if not isinstance(window, SlidingWindow):
             raise TypeError(f"window must be a SlidingWindow, got {type(window).__name__}")
         spatial = tuple(int(s) for s in x.shape[2:])
-        roi = window.roi(len(spatial))
-        padding = window_padding(spatial, roi)
-        padded = tuple(s + before + after for s, (before, after) in zip(spatial, padding))
+        roi = effective_roi_size(spatial, window.roi(len(spatial)))
         slices = window_slices(spatial, roi, window.overlap)
         weights = blending_weights(roi, window.mode, window.sigma_scale, device=x.device, dtype=x.dtype)
-        weight_sum = torch.zeros(padded, device=x.device, dtype=x.dtype)
+        weight_sum = torch.zeros(spatial, device=x.device, dtype=x.dtype)
         for region in slices:
             weight_sum[region] += weights
-        return cls(padding, slices, weights, weight_sum, int(window.windows_per_batch))
-
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        if not any(before or after for before, after in self.padding):
-            return x
-        return F.pad(x, [p for pair in reversed(self.padding) for p in pair])
-
-    def crop(self, x: torch.Tensor) -> torch.Tensor:
-        if not any(before or after for before, after in self.padding):
-            return x
-        region = tuple(slice(before, x.shape[2 + d] - after) for d, (before, after) in enumerate(self.padding))
-        return x[(slice(None), slice(None), *region)]
+        return cls(slices, weights, weight_sum, int(window.windows_per_batch))
 
     def batches(self, n: int) -> Iterator[list[tuple[int, Window]]]:
         """``(sample, window)`` pairs, sample-major, in groups of ``windows_per_batch``."""
@@ -253,13 +251,13 @@ def _check_x(x: torch.Tensor) -> None:
         raise ValueError(f"x must be a floating tensor (N, C, *spatial), got {got}")
 
 
-def _stitch(model_fn: ModelFn, x_padded: torch.Tensor, plan: _Plan) -> torch.Tensor:
-    """Stitched logits over the padded volume; differentiable when autograd is on."""
+def _stitch(model_fn: ModelFn, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    """Stitched logits over the volume; differentiable when autograd is on."""
     out: torch.Tensor | None = None
-    for batch in plan.batches(x_padded.shape[0]):
-        logits = model_fn(_gather(x_padded, batch))
+    for batch in plan.batches(x.shape[0]):
+        logits = model_fn(_gather(x, batch))
         if out is None:
-            out = logits.new_zeros((x_padded.shape[0], logits.shape[1], *x_padded.shape[2:]))
+            out = logits.new_zeros((x.shape[0], logits.shape[1], *x.shape[2:]))
         _scatter_add(out, logits * plan.weights, batch)
     return out / plan.weight_sum
 
@@ -285,8 +283,7 @@ def sliding_window_logits(model_fn: ModelFn, x: torch.Tensor, window: SlidingWin
         TypeError: ``window`` is not a :class:`SlidingWindow`.
     """
     _check_x(x)
-    plan = _Plan.build(x, window)
-    return plan.crop(_stitch(model_fn, plan.pad(x), plan))
+    return _stitch(model_fn, x, _Plan.build(x, window))
 
 
 class _ReplayRandomness:
@@ -336,38 +333,38 @@ def sliding_window_gradients(
     """
     _check_x(x)
     plan = _Plan.build(x, window)
-    x_padded = plan.pad(x.detach())
+    x = x.detach()
     randomness = _ReplayRandomness(x.device)
     with torch.no_grad():
-        stitched = plan.crop(_stitch(model_fn, x_padded, plan))
+        stitched = _stitch(model_fn, x, plan)
     with torch.enable_grad():
         leaf = stitched.requires_grad_(True)
         outputs = objectives(leaf)
         # dJ/dl_w = (b_w / sum b)[window] * dJ/dL[window]: divide by the weight sum once, multiply per window.
         scaled = [
-            plan.pad(torch.autograd.grad(out, leaf, retain_graph=j < len(outputs) - 1)[0]) / plan.weight_sum
+            torch.autograd.grad(out, leaf, retain_graph=j < len(outputs) - 1)[0] / plan.weight_sum
             for j, out in enumerate(outputs)
         ]
     del outputs, leaf, stitched
-    grads = [torch.zeros_like(x_padded) for _ in scaled]
+    grads = [torch.zeros_like(x) for _ in scaled]
     randomness.replay()
     for batch in plan.batches(x.shape[0]):
         with torch.enable_grad():
-            x_windows = _gather(x_padded, batch).requires_grad_(True)
+            x_windows = _gather(x, batch).requires_grad_(True)
             logits = model_fn(x_windows)
             for j, upstream in enumerate(scaled):
                 vector = _gather(upstream, batch) * plan.weights
                 (grad,) = torch.autograd.grad(logits, x_windows, vector, retain_graph=j < len(scaled) - 1)
                 _scatter_add(grads[j], grad, batch)
         del x_windows, logits
-    return [plan.crop(g) for g in grads]
+    return grads
 
 
 __all__ = [
     "SlidingWindow",
     "blending_weights",
+    "effective_roi_size",
     "sliding_window_gradients",
     "sliding_window_logits",
-    "window_padding",
     "window_slices",
 ]

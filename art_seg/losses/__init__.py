@@ -14,11 +14,17 @@ Conventions shared by every loss:
 :data:`LOSSES` maps the names ``"ce"``, ``"dice"``, ``"generalized_dice"``, ``"dice_ce"`` and ``"margin"`` (the
 logit margin, an attack loss) to the functions, and
 :func:`per_sample_loss` (from :mod:`art_seg.losses.registry`) turns a name or callable into a per-sample loss.
+
+Deep supervision (:mod:`art_seg.losses.deep_supervision`): :func:`deep_supervision_loss` combines the losses of
+a network's heads with :func:`deep_supervision_weights` (nnU-Net's or MONAI's weighting). Other libraries'
+losses: :func:`monai_loss` (:mod:`art_seg.losses.adapters`) hands MONAI losses targets in their shape.
 """
 
 from __future__ import annotations
 
+from art_seg.losses.adapters import MonaiLossAdapter, monai_loss
 from art_seg.losses.cross_entropy import CrossEntropyLoss, cross_entropy_loss
+from art_seg.losses.deep_supervision import DEEP_SUPERVISION, deep_supervision_loss, deep_supervision_weights
 from art_seg.losses.dice import SoftDiceLoss, soft_dice_loss
 from art_seg.losses.dice_ce import DiceCELoss, dice_ce_loss
 from art_seg.losses.generalized_dice import GeneralizedDiceLoss, generalized_dice_loss
@@ -27,15 +33,20 @@ from art_seg.losses.registry import LOSSES, per_sample_loss
 
 __all__ = [
     "CrossEntropyLoss",
+    "DEEP_SUPERVISION",
     "DiceCELoss",
     "GeneralizedDiceLoss",
     "LOSSES",
     "LogitMarginLoss",
+    "MonaiLossAdapter",
     "SoftDiceLoss",
     "cross_entropy_loss",
+    "deep_supervision_loss",
+    "deep_supervision_weights",
     "dice_ce_loss",
     "generalized_dice_loss",
     "logit_margin_loss",
+    "monai_loss",
     "per_sample_loss",
     "soft_dice_loss",
 ]

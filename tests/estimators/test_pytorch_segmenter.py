@@ -411,7 +411,8 @@ def test_per_channel_clip_values_broadcast_for_art():
 
 def test_model_with_wrong_output_shape_is_reported():
     segmenter = PyTorchSegmenter(torch.nn.Conv2d(2, 4, 1), input_shape=(2, 4, 4), nb_classes=3, device_type="cpu")
-    with pytest.raises(ValueError, match=r"model must return logits of shape \(1, 3, 4, 4\).*got \(1, 4, 4, 4\)"):
+    message = r"model must return logits of shape \(1, 3, 4, 4\).*got a tensor of shape \(1, 4, 4, 4\)"
+    with pytest.raises(ValueError, match=message):
         segmenter.predict(np.zeros((1, 2, 4, 4), np.float32))
 
 

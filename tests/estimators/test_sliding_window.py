@@ -17,9 +17,9 @@ from art_seg.estimators import PyTorchSegmenter
 from art_seg.estimators.sliding_window import (
     SlidingWindow,
     blending_weights,
+    effective_roi_size,
     sliding_window_gradients,
     sliding_window_logits,
-    window_padding,
     window_slices,
 )
 from art_seg.models import UNet3D
@@ -121,21 +121,51 @@ def test_estimator_validates_and_sets_sliding_window():
         (10, 4, 0.5, [0, 2, 4, 6]),
         (11, 4, 0.0, [0, 4, 7]),  # step 4, last moved back to 7
         (4, 4, 0.5, [0]),  # exactly one window
-        (3, 4, 0.25, [0]),  # shorter than the window: padded to 4
+        (3, 4, 0.25, [0]),  # shorter than the window: the window is clipped to 3
         (5, 3, 0.9, [0, 1, 2]),  # floor(0.3) = 0 -> step 1
     ],
 )
 def test_window_slices_by_hand(size, roi, overlap, starts):
-    assert window_slices((size,), roi, overlap) == [(slice(s, s + roi),) for s in starts]
+    assert window_slices((size,), roi, overlap) == [(slice(s, s + min(roi, size)),) for s in starts]
 
 
-def test_window_slices_product_and_padding():
+def test_window_slices_product_and_clipping():
     slices = window_slices((7, 5, 3), (4, 3, 4), 0.4)
-    assert len(slices) == 3 * 3 * 1  # 7: step 2, [0, 2, 3]; 5: step 1, [0, 1, 2]; 3: [0] after padding to 4
-    assert slices[0] == (slice(0, 4), slice(0, 3), slice(0, 4))
-    assert slices[-1] == (slice(3, 7), slice(2, 5), slice(0, 4))
-    assert window_padding((7, 5, 3), (4, 3, 4)) == ((0, 0), (0, 0), (0, 1))
-    assert window_padding((2,), 7) == ((2, 3),)
+    assert len(slices) == 3 * 3 * 1  # 7: step 2, [0, 2, 3]; 5: step 1, [0, 1, 2]; 3: [0], the window clipped to 3
+    assert slices[0] == (slice(0, 4), slice(0, 3), slice(0, 3))
+    assert slices[-1] == (slice(3, 7), slice(2, 5), slice(0, 3))
+    assert effective_roi_size((7, 5, 3), (4, 3, 4)) == (4, 3, 3)
+    assert effective_roi_size((2,), 7) == (2,)
+    assert window_slices((155, 240, 240), 1000, 0.5) == [(slice(0, 155), slice(0, 240), slice(0, 240))]
+    with pytest.raises(ValueError, match="roi_size must be >= 1, got 0"):
+        effective_roi_size((4, 4), (4, 0))
+    with pytest.raises(ValueError, match="spatial_shape must be >= 1, got 0"):
+        window_slices((0, 4), 2, 0.5)
+
+
+@pytest.mark.parametrize("mode", ["gaussian", "constant"])
+def test_a_window_larger_than_the_volume_is_whole_volume_inference_without_padding(mode):
+    """Issue 12.10: ``--window 1000`` padded the volume to 1000^3 voxels; the window is now clipped to the
+    volume, so the model only ever sees windows inside it and the result is whole-volume inference."""
+    seen = []
+
+    def spy(model):
+        model.register_forward_pre_hook(lambda _m, inputs: seen.append(tuple(inputs[0].shape[2:])))
+        return model
+
+    huge = SlidingWindow(1000, mode=mode)
+    whole = segmenter(spy(pointwise_model()))
+    windowed = segmenter(spy(pointwise_model()), huge)
+    x, y = batch()
+    np.testing.assert_allclose(windowed.predict(x), whole.predict(x), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(windowed.loss_gradient(x, y), whole.loss_gradient(x, y), rtol=0, atol=1e-10)
+    assert set(seen) == {SHAPE}
+    # one huge dimension only: windows of (4, 5, 3), the long axis still scanned
+    expected = whole.predict(x)
+    seen.clear()
+    partial = segmenter(spy(pointwise_model()), SlidingWindow((4, 1000, 1000), overlap=0.5, mode=mode))
+    np.testing.assert_allclose(partial.predict(x), expected, rtol=0, atol=1e-12)
+    assert set(seen) == {(4, 5, 3)}
 
 
 @settings(max_examples=60, deadline=None)
@@ -146,14 +176,14 @@ def test_window_slices_product_and_padding():
 def test_window_slices_cover_every_voxel_from_0_to_the_end(dims, overlap):
     shape, roi = tuple(d[0] for d in dims), tuple(d[1] for d in dims)
     slices = window_slices(shape, roi, overlap)
-    padded = tuple(max(s, r) for s, r in zip(shape, roi))
-    covered = np.zeros(padded, dtype=int)
+    roi = tuple(min(s, r) for s, r in zip(shape, roi))
+    covered = np.zeros(shape, dtype=int)
     for region in slices:
-        assert all(sl.stop - sl.start == r for sl, r in zip(region, roi))
+        assert all(sl.stop - sl.start == r and 0 <= sl.start and sl.stop <= s for sl, r, s in zip(region, roi, shape))
         covered[region] += 1
     assert covered.min() >= 1
     assert len({tuple(sl.start for sl in region) for region in slices}) == len(slices)
-    for d, (size, r) in enumerate(zip(padded, roi)):
+    for d, (size, r) in enumerate(zip(shape, roi)):
         starts = sorted({region[d].start for region in slices})
         assert starts[0] == 0 and starts[-1] == size - r
         step = max(1, int(r * (1 - overlap)))
@@ -263,7 +293,7 @@ def full_graph_gradient(seg, x, objective):
 def test_window_by_window_gradient_equals_autograd_through_the_stitched_graph(mode):
     window = SlidingWindow((4, 4, 4), overlap=0.5, mode=mode, windows_per_batch=2)
     seg = unet_segmenter(window)
-    x, y = batch(seed=5)
+    x, y = batch(seed=5, shape=(7, 5, 4))  # every effective window 4 long: the UNet needs even sizes
     y_t = torch.from_numpy(y)
     for loss in ("dice_ce", "margin"):
         from art_seg.losses.registry import per_sample_loss

@@ -307,7 +307,9 @@ def test_inputs_on_another_device_raise(name: str) -> None:
 
 def test_public_api() -> None:
     losses = [f.__name__ for f in FUNCTIONS.values()] + [m.__name__ for m in MODULES.values()]
-    assert sorted(art_seg.losses.__all__) == sorted([*losses, "LOSSES", "per_sample_loss"])
+    helpers = ["DEEP_SUPERVISION", "deep_supervision_loss", "deep_supervision_weights"]
+    helpers += ["MonaiLossAdapter", "monai_loss"]
+    assert sorted(art_seg.losses.__all__) == sorted([*losses, *helpers, "LOSSES", "per_sample_loss"])
     assert art_seg.losses.LOSSES == FUNCTIONS
     for name in losses:
         obj = getattr(art_seg.losses, name)
