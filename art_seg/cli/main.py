@@ -45,8 +45,8 @@ def _without_unsafe_advice(text: str) -> str:
 def error_line(error: BaseException, output: str | None = None) -> str:
     """The one-line description of ``error`` that follows ``art-seg <command>: error:``.
 
-    An ``OSError`` reads ``'<file>': <reason>``; one that names no file (a write that ran out of space) says
-    which output folder the command was writing. Newlines and terminal colour codes are removed, and so is
+    An ``OSError`` reads ``'<file>': <reason>``; one that names no file (a write(2) that ran out of space)
+    names the command's output folder instead. Newlines and terminal colour codes are removed, and so is
     torch's advice to retry a refused checkpoint with ``weights_only=False``.
     """
     if isinstance(error, OSError) and error.strerror:
@@ -56,7 +56,7 @@ def error_line(error: BaseException, output: str | None = None) -> str:
                 text += f" -> {str(error.filename2)!r}"
             text += f": {error.strerror}"
         else:
-            text = error.strerror + (f" (writing into the output folder {output!r})" if output else "")
+            text = error.strerror + (f" (output folder {output!r})" if output else "")
     elif isinstance(error, KeyError):
         text = f"missing entry {error.args[0]!r}" if error.args else "missing entry"
     elif isinstance(error, MemoryError):

@@ -70,7 +70,7 @@ WEIGHTS_ONLY_REFUSAL = (
         (PermissionError(errno.EACCES, "Permission denied", "/in/seg.nii.gz"), 1,
          "'/in/seg.nii.gz': Permission denied"),
         (OSError(errno.ENOSPC, "No space left on device"), 1,
-         "No space left on device (writing into the output folder 'out')"),
+         "No space left on device (output folder 'out')"),
         (MemoryError("Unable to allocate 24.0 GiB for an array"), 1, "out of memory: Unable to allocate 24.0 GiB"),
         (RuntimeError("non-finite loss at epoch 3, batch 2"), 1, "non-finite loss at epoch 3, batch 2"),
         (KeyError("architecture"), 1, "missing entry 'architecture'"),
