@@ -14,6 +14,7 @@ from art_seg.evaluation.report import (
 from art_seg.evaluation.robustness import (
     EvaluationSample,
     RobustnessEvaluator,
+    grid_diagonal,
     read_results,
     samples_from_arrays,
     samples_from_subjects,
@@ -28,6 +29,7 @@ __all__ = [
     "RobustnessEvaluator",
     "attack_spec",
     "gradient_masking_check",
+    "grid_diagonal",
     "plot_overlay",
     "plot_robustness_curves",
     "read_results",

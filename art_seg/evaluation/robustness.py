@@ -23,6 +23,7 @@ rows, and a report made from them, are those of a single-process run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -45,7 +46,14 @@ from art_seg.evaluation._files import atomic_write_text, writable_folder
 from art_seg.evaluation.attack_specs import AttackSpec, attack_spec
 from art_seg.metrics import dice_per_region, hd95_per_region
 
-__all__ = ["EvaluationSample", "RobustnessEvaluator", "read_results", "samples_from_arrays", "samples_from_subjects"]
+__all__ = [
+    "EvaluationSample",
+    "RobustnessEvaluator",
+    "grid_diagonal",
+    "read_results",
+    "samples_from_arrays",
+    "samples_from_subjects",
+]
 
 RESULTS, SETTINGS = "results.jsonl", "run.json"
 RANK_RESULTS = re.compile(r"results\.rank(\d+)\.jsonl")
@@ -61,6 +69,10 @@ class EvaluationSample:
         label: ``(*spatial)`` class indices.
         mask: ``(*spatial)`` bool, where attacks may perturb (e.g. the brain), or ``None`` for everywhere.
         spacing: voxel size in mm per spatial axis (for HD95), or ``None`` for 1 mm.
+        hd95_penalty: HD95 in mm of a region empty in exactly one of prediction and truth, or ``None`` for the
+            diagonal of this sample's grid. Give every sample of a sweep the same: the diagonal of the original
+            scan grid, before cropping (373.13 mm for BraTS' 240 x 240 x 155 at 1 mm), as
+            :func:`samples_from_subjects` does.
     """
 
     subject: str
@@ -68,6 +80,18 @@ class EvaluationSample:
     label: np.ndarray
     mask: np.ndarray | None = None
     spacing: tuple[float, ...] | None = None
+    hd95_penalty: float | None = None
+
+
+def grid_diagonal(shape: Sequence[int], spacing: Sequence[float] | None = None) -> float:
+    """Diagonal in mm of a grid of ``shape`` voxels of ``spacing`` mm (``None``: 1 mm): ``sqrt(sum((n * s)^2))``.
+
+    Example:
+        >>> round(grid_diagonal((240, 240, 155)), 2)
+        373.13
+    """
+    spacing = (1.0,) * len(shape) if spacing is None else spacing
+    return math.sqrt(sum((int(n) * float(s)) ** 2 for n, s in zip(shape, spacing, strict=True)))
 
 
 def samples_from_arrays(
@@ -76,10 +100,13 @@ def samples_from_arrays(
     subjects: Sequence[str] | None = None,
     masks: np.ndarray | None = None,
     spacing: tuple[float, ...] | None = None,
+    hd95_penalty: float | None = None,
 ) -> list[EvaluationSample]:
     """Samples from stacked arrays ``x`` ``(N, C, *spatial)``, ``y`` ``(N, *spatial)`` (and ``masks`` like ``y``).
 
-    ``subjects`` default to ``"subject_000"``, ``"subject_001"``, ...
+    ``subjects`` default to ``"subject_000"``, ``"subject_001"``, ... ``hd95_penalty`` (mm) defaults to the
+    diagonal of the arrays' grid at ``spacing``, the same for every sample; give the original grid's diagonal
+    (:func:`grid_diagonal`) when the arrays were cropped from larger scans.
     """
     check_type("x", x, np.ndarray)
     check_type("y", y, np.ndarray)
@@ -90,8 +117,11 @@ def samples_from_arrays(
     subjects = [f"subject_{i:03d}" for i in range(len(x))] if subjects is None else list(subjects)
     if len(subjects) != len(x) or len(set(subjects)) != len(subjects):
         raise ValueError(f"subjects must be {len(x)} unique ids, got {subjects!r}")
+    if hd95_penalty is None:
+        hd95_penalty = grid_diagonal(y.shape[1:], spacing)
+    check_number("hd95_penalty", hd95_penalty, low=0)
     return [
-        EvaluationSample(s, x[i], y[i], None if masks is None else masks[i].astype(bool), spacing)
+        EvaluationSample(s, x[i], y[i], None if masks is None else masks[i].astype(bool), spacing, hd95_penalty)
         for i, s in enumerate(subjects)
     ]
 
@@ -101,8 +131,10 @@ def samples_from_subjects(
 ) -> Iterator[EvaluationSample]:
     """Load BraTS subjects one at a time (cropped, padded to ``multiple``, z-scored), with the brain as mask.
 
-    A subject that fails to load is skipped with a warning naming it; one without a segmentation too (nothing to
-    score). ``kwargs`` go to :func:`~art_seg.data.load_subject`.
+    Each sample's HD95 penalty is the diagonal of its original scan grid in mm (before cropping), so that a
+    region missed on one side costs the same on every subject, whatever its crop: 373.13 mm on BraTS' 240 x 240 x
+    155 grid at 1 mm. A subject that fails to load is skipped with a warning naming it; one without a
+    segmentation too (nothing to score). ``kwargs`` go to :func:`~art_seg.data.load_subject`.
     """
     for loaded in iter_subjects(subjects, multiple=multiple, **kwargs):
         subject = loaded.meta.subject_id
@@ -110,7 +142,8 @@ def samples_from_subjects(
             warnings.warn(f"skipping subject {subject}: it has no segmentation to score against", stacklevel=2)
             continue
         spacing = tuple(float(z) for z in loaded.meta.header.get_zooms()[:3])
-        yield EvaluationSample(subject, loaded.image, loaded.label, loaded.meta.brain_mask, spacing)
+        penalty = grid_diagonal(loaded.meta.original_shape, spacing)
+        yield EvaluationSample(subject, loaded.image, loaded.label, loaded.meta.brain_mask, spacing, penalty)
 
 
 def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -312,7 +345,9 @@ class RobustnessEvaluator:
             "dice": dice_per_region(prediction, sample.label, self.regions),
         }
         if self.hd95:
-            row["hd95"] = hd95_per_region(prediction, sample.label, sample.spacing, self.regions)
+            row["hd95"] = hd95_per_region(
+                prediction, sample.label, sample.spacing, self.regions, empty_penalty=sample.hd95_penalty
+            )
         row["seconds"] = round(time.perf_counter() - t0, 4)
         return row
 
@@ -359,6 +394,8 @@ class RobustnessEvaluator:
                 f"sample {sample.subject!r}: label shape {sample.label.shape} does not match image {sample.image.shape}"
             )
         check_finite(f"sample {sample.subject!r} image", sample.image)
+        if self.hd95 and sample.hd95_penalty is not None:
+            check_number(f"sample {sample.subject!r} hd95_penalty", sample.hd95_penalty, low=0)
 
 
 def _check_eps(eps: Any) -> list[float]:

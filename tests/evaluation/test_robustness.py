@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
+import torch
 
 from art_seg.data import find_subjects, make_brats_phantom
+from art_seg.estimators import PyTorchSegmenter
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
 from art_seg.evaluation.robustness import (
     RobustnessEvaluator,
@@ -141,3 +144,28 @@ def test_brats_subjects_are_loaded_one_by_one_and_bad_ones_skipped(tmp_path) -> 
     assert sample.image.dtype == np.float32 and sample.image.shape[0] == 4
     assert sample.mask.shape == sample.label.shape and sample.mask.any()
     assert sample.spacing == (1.0, 1.0, 1.0)
+
+
+# ------------------------------------------------------------------------------------------ HD95 penalty
+def test_hd95_penalty_is_the_original_grid_diagonal_on_every_differently_cropped_subject(tmp_path) -> None:
+    make_brats_phantom(tmp_path / "data", n_subjects=3, shape=(40, 40, 24), seed=0)
+    samples = list(samples_from_subjects(find_subjects(tmp_path / "data"), multiple=2, margin=0))
+    assert len({s.image.shape for s in samples}) > 1  # the crops differ
+    background = torch.nn.Conv3d(4, 4, 1)  # predicts background everywhere: every region is missed
+    with torch.no_grad():
+        background.weight.zero_()
+        background.bias.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))
+    segmenter = PyTorchSegmenter(background, "ce", input_shape=(4, 8, 8, 8), nb_classes=4, device_type="cpu")
+    rows = RobustnessEvaluator({"m": segmenter}, ["fgsm"], [0.1], hd95=True).run(samples, tmp_path / "out")
+    diagonal = math.sqrt(40**2 + 40**2 + 24**2)  # of the 40 x 40 x 24 phantom grid at 1 mm, before cropping
+    assert [s.hd95_penalty for s in samples] == pytest.approx([diagonal] * 3)
+    assert len(rows) == 3 * 2
+    for row in rows:
+        assert row["hd95"] == {region: pytest.approx(diagonal) for region in ("WT", "TC", "ET")}, row["subject"]
+
+
+def test_hd95_penalty_of_arrays_is_given_or_the_grid_diagonal(blob_data) -> None:
+    x, y = blob_data
+    assert {s.hd95_penalty for s in samples_from_arrays(x[:2], y[:2], hd95_penalty=373.13)} == {373.13}
+    penalties = [s.hd95_penalty for s in samples_from_arrays(x[:2], y[:2], spacing=(2.0, 1.0, 1.0))]
+    assert penalties == pytest.approx([math.sqrt(24**2 + 12**2 + 12**2)] * 2)
