@@ -10,14 +10,17 @@ appended, flushed and synced before the next is started, so an interrupted run l
 one partial last line; running again drops that line and computes only what is missing. Every attack run is
 seeded from the run's seed and its (model, attack, eps, subject) alone, so a resumed run gives the results of an
 uninterrupted one. The settings of a run are kept in ``run.json`` next to the results; resuming with other
-settings is refused.
+settings is refused. One run writes to a folder at a time: a run holds the folder's lock
+(:func:`~art_seg.evaluation._files.folder_lock`) from its checks to its return, and a second run started on it
+meanwhile is refused.
 
 Several processes (``torch.distributed`` with ``W > 1`` processes, e.g. under ``torchrun``; see
 :mod:`art_seg.distributed`): every process iterates the same samples, and process ``r`` evaluates those at
-positions ``i`` with ``i % W == r``, appending to its own ``results.rank<r>.jsonl``. A run reads every results
-file of the folder (``results.jsonl`` and ``results.rank*.jsonl``) to know what is done, so it resumes a run
-made with any number of processes. Each row is made exactly as in a single process (same per-row seed), so the
-rows, and a report made from them, are those of a single-process run.
+positions ``i`` with ``i % W == r``, appending to its own ``results.rank<r>.jsonl``; process 0 holds the
+folder's lock for all of them. A run reads every results file of the folder (``results.jsonl`` and
+``results.rank*.jsonl``) to know what is done, so it resumes a run made with any number of processes. Each row
+is made exactly as in a single process (same per-row seed), so the rows, and a report made from them, are those
+of a single-process run.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +46,13 @@ from art_seg import distributed
 from art_seg._checks import check_finite, check_number, check_type
 from art_seg.data import REGION_CLASSES, Subject, iter_subjects
 from art_seg.estimators import PyTorchSegmenter
-from art_seg.evaluation._files import atomic_write_text, writable_folder
+from art_seg.evaluation._files import (
+    atomic_write_text,
+    check_regular_file,
+    folder_lock,
+    open_append,
+    writable_folder,
+)
 from art_seg.evaluation.attack_specs import AttackSpec, attack_spec
 from art_seg.metrics import dice_per_region, hd95_per_region
 
@@ -154,16 +164,22 @@ def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     process ``r`` of a distributed run), ``r`` ascending, each read as a file.
 
     Raises:
-        ValueError: a complete line that is not a JSON object (names the file and line).
+        ValueError: a complete line that is not a JSON object (names the file and line), or a results file that
+            is not a regular file (a FIFO, a folder: it is not opened).
     """
     path = Path(path)
     if path.is_dir():
         return [row for file in _results_files(path) for row in read_results(file)]
-    if not path.is_file():
+    return [row for _, _, row in _read_lines(path)]
+
+
+def _read_lines(path: Path) -> list[tuple[int, str, dict[str, Any]]]:
+    """``(line number, line, row)`` of each complete, non-empty line of a results file; ``[]`` if it is missing."""
+    check_regular_file(path)
+    if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    complete = lines[:-1]  # the text after the last newline is empty or a partial line
+    complete = text.split("\n")[:-1]  # the text after the last newline is empty or a partial line
     rows = []
     for number, line in enumerate(complete, start=1):
         if not line.strip():
@@ -176,18 +192,25 @@ def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             ) from None
         if not isinstance(row, dict):
             raise ValueError(f"{str(path)!r} line {number} is not a JSON object")
-        rows.append(row)
+        rows.append((number, line, row))
     return rows
 
 
 def _results_files(folder: Path) -> list[Path]:
-    """The results files of an output folder: ``results.jsonl``, then ``results.rank<r>.jsonl`` by rank."""
+    """The results files of an output folder: ``results.jsonl``, then ``results.rank<r>.jsonl`` by rank.
+
+    Raises:
+        ValueError: one of them is not a regular file.
+    """
     ranked = sorted(
         (int(match[1]), file)
         for file in folder.glob("results.rank*.jsonl")
-        if (match := RANK_RESULTS.fullmatch(file.name)) and file.is_file()
+        if (match := RANK_RESULTS.fullmatch(file.name)) and file.exists()
     )
-    return [file for file in [folder / RESULTS] if file.is_file()] + [file for _, file in ranked]
+    files = [file for file in [folder / RESULTS] if file.exists()] + [file for _, file in ranked]
+    for file in files:
+        check_regular_file(file)
+    return files
 
 
 class RobustnessEvaluator:
@@ -270,21 +293,32 @@ class RobustnessEvaluator:
             single-process run (rows of subjects, models or conditions not in this run last, in file order).
 
         Raises:
-            ValueError: ``output_dir`` cannot be written, its ``run.json`` has other settings, or a sample is bad.
+            ValueError: ``output_dir`` cannot be written, is in use by another run, its ``run.json`` has other
+                settings, a results file is not a regular file, or a sample is bad.
         """
         output = writable_folder(output_dir)
         processes, rank = distributed.world_size(), distributed.rank()
-        problem = None
-        if rank == 0:  # settings and clean-up by one process, before any process appends
-            try:
-                self._check_settings(output / SETTINGS)
-                for file in _results_files(output):
-                    _drop_partial_line(file)
-            except Exception as error:  # handed to every process, so that all raise it
-                problem = error
-        problem = distributed.broadcast_object(problem)
-        if problem is not None:
-            raise problem
+        with ExitStack() as held:
+            problem = None
+            if rank == 0:  # lock, settings and clean-up by one process, before any process appends
+                try:
+                    held.enter_context(folder_lock(output))
+                    self._check_settings(output / SETTINGS)
+                    for file in _results_files(output):
+                        _drop_partial_line(file)
+                except Exception as error:  # handed to every process, so that all raise it
+                    problem = error
+            problem = distributed.broadcast_object(problem)
+            if problem is not None:
+                raise problem
+            order = self._run_samples(samples, output, processes, rank)
+            distributed.barrier()  # every process's rows are written
+        return sorted(read_results(output), key=lambda row: order.get(_key(row), len(order)))
+
+    def _run_samples(
+        self, samples: Iterable[EvaluationSample], output: Path, processes: int, rank: int
+    ) -> dict[tuple[str, str, float, str], int]:
+        """Evaluate this process's share of ``samples``; return every key's place in a single-process run."""
         results = output / (RESULTS if processes == 1 else f"results.rank{rank}.jsonl")
         done = {_key(row) for row in read_results(output)}
         conditions = [("clean", 0.0, None)] + [(s.name, e, s) for s in self.attacks for e in self.eps]
@@ -293,7 +327,7 @@ class RobustnessEvaluator:
         progress = tqdm(total=total, desc="RobustnessEvaluator", unit="run", disable=not self.verbose or rank != 0)
         seen: set[str] = set()
         order: dict[tuple[str, str, float, str], int] = {}  # key -> place in a single-process run
-        with results.open("a", encoding="utf-8") as sink:
+        with open_append(results) as sink:
             for position, sample in enumerate(samples):
                 self._check_sample(sample, seen)
                 mine = position % processes == rank
@@ -313,8 +347,7 @@ class RobustnessEvaluator:
                         os.fsync(sink.fileno())
                         done.add(key)
         progress.close()
-        distributed.barrier()  # every process's rows are written
-        return sorted(read_results(output), key=lambda row: order.get(_key(row), len(order)))
+        return order
 
     def attack_sample(
         self, model: str, attack: str, eps: float, sample: EvaluationSample
@@ -373,7 +406,8 @@ class RobustnessEvaluator:
 
     def _check_settings(self, path: Path) -> None:
         settings = self.settings()
-        if path.is_file():
+        check_regular_file(path)
+        if path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
             if saved != settings:
                 differences = [k for k in settings if saved.get(k) != settings[k]]

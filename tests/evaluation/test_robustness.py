@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 
 import numpy as np
 import pytest
 import torch
 
+from art_seg import distributed
 from art_seg.data import find_subjects, make_brats_phantom
 from art_seg.estimators import PyTorchSegmenter
+from art_seg.evaluation._files import folder_lock
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
 from art_seg.evaluation.robustness import (
     RobustnessEvaluator,
@@ -169,3 +173,44 @@ def test_hd95_penalty_of_arrays_is_given_or_the_grid_diagonal(blob_data) -> None
     assert {s.hd95_penalty for s in samples_from_arrays(x[:2], y[:2], hd95_penalty=373.13)} == {373.13}
     penalties = [s.hd95_penalty for s in samples_from_arrays(x[:2], y[:2], spacing=(2.0, 1.0, 1.0))]
     assert penalties == pytest.approx([math.sqrt(24**2 + 12**2 + 12**2)] * 2)
+
+
+# ---------------------------------------------------------------------------------------- one writer only
+def small(segmenter, **overrides) -> RobustnessEvaluator:
+    return evaluator(segmenter, **{"attacks": ["fgsm"], "eps": [0.4], **overrides})
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_and_writes_nothing(trained_segmenter, samples, tmp_path) -> None:
+    with folder_lock(tmp_path):  # another run holds the folder
+        with pytest.raises(ValueError, match=rf"output folder '{tmp_path}' is in use by another run"):
+            small(trained_segmenter).run(samples[:1], tmp_path)
+    assert not (tmp_path / "results.jsonl").exists() and not (tmp_path / "run.json").exists()
+    assert len(small(trained_segmenter).run(samples[:1], tmp_path)) == 2  # free again
+
+
+def test_the_ranks_of_one_run_do_not_lock_each_other_out(trained_segmenter, samples, tmp_path, monkeypatch) -> None:
+    small(trained_segmenter).run(samples[:0], tmp_path)  # rank 0 has prepared the folder
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with folder_lock(tmp_path):  # held by rank 0 of the same run
+        rows = small(trained_segmenter).run(samples[:2], tmp_path)
+    assert {r["subject"] for r in rows} == {"subject_001"}
+
+
+# ------------------------------------------------------------------------------------- odd output files
+def test_a_fifo_named_results_jsonl_is_refused_without_hanging(trained_segmenter, samples, tmp_path) -> None:
+    os.mkfifo(tmp_path / "results.jsonl")
+    with pytest.raises(ValueError, match=r"results.jsonl' is not a regular file \(a FIFO\)"):
+        small(trained_segmenter).run(samples[:1], tmp_path)
+    with pytest.raises(ValueError, match=r"results.jsonl' is not a regular file \(a FIFO\)"):
+        read_results(tmp_path / "results.jsonl")
+
+
+def test_results_and_settings_files_get_the_umask_permissions(trained_segmenter, samples, tmp_path) -> None:
+    previous = os.umask(0o022)
+    try:
+        small(trained_segmenter).run(samples[:1], tmp_path)
+    finally:
+        os.umask(previous)
+    for name in ("results.jsonl", "run.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
