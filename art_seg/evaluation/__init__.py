@@ -1,7 +1,8 @@
-"""Robustness evaluation: attack sweeps with resumable results, the study-style report and plots, the
-gradient-masking check, and attack benchmarks."""
+"""Robustness evaluation: attack sweeps with resumable, fingerprinted results, the study-style report and plots,
+the gradient-masking check, and attack benchmarks."""
 
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec, attack_spec
+from art_seg.evaluation.fingerprints import model_fingerprint
 from art_seg.evaluation.gradient_masking import MaskingCheck, gradient_masking_check
 from art_seg.evaluation.report import (
     ConditionSummary,
@@ -30,6 +31,7 @@ __all__ = [
     "attack_spec",
     "gradient_masking_check",
     "grid_diagonal",
+    "model_fingerprint",
     "plot_overlay",
     "plot_robustness_curves",
     "read_results",
