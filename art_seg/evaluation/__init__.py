@@ -1,7 +1,8 @@
-"""Robustness evaluation: attack sweeps with resumable results, the study-style report and plots, and the
-gradient-masking check."""
+"""Robustness evaluation: attack sweeps with resumable, fingerprinted results, the study-style report and plots,
+and the gradient-masking check."""
 
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec, attack_spec
+from art_seg.evaluation.fingerprints import model_fingerprint
 from art_seg.evaluation.gradient_masking import MaskingCheck, gradient_masking_check
 from art_seg.evaluation.markdown import study_table
 from art_seg.evaluation.plots import plot_overlay, plot_robustness_curves
@@ -9,6 +10,7 @@ from art_seg.evaluation.report import write_report
 from art_seg.evaluation.robustness import (
     EvaluationSample,
     RobustnessEvaluator,
+    grid_diagonal,
     read_results,
     samples_from_arrays,
     samples_from_subjects,
@@ -24,6 +26,8 @@ __all__ = [
     "RobustnessEvaluator",
     "attack_spec",
     "gradient_masking_check",
+    "grid_diagonal",
+    "model_fingerprint",
     "plot_overlay",
     "plot_robustness_curves",
     "read_results",

@@ -1,25 +1,129 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a partial file.
+"""Output files: atomic writes, appends that refuse anything but a regular file, and an output folder's lock.
 
-Each writer writes a temporary file in the destination's folder (so the rename stays on one file system),
-flushes and syncs it, then ``os.replace``-s it onto the destination. On any error the temporary file is removed
-and the destination is left as it was. Temporary names start with ``.<name>.`` and end with ``.tmp``. New files
-get the usual permissions (``0o666`` less the umask), not the ``0o600`` of :mod:`tempfile`.
+Each atomic writer writes a temporary file in the destination's folder (so the rename stays on one file system),
+flushes and syncs it, then ``os.replace``-s it onto the destination: a reader sees the old file or the complete
+new one, never a partial file. On any error (a full disk included) the temporary file is removed and the
+destination is left as it was. Temporary names start with ``.<name>.`` and end with ``.tmp``.
+
+Every file made here gets the usual permissions (``0o666`` less the umask), not the ``0o600`` of
+:mod:`tempfile`. A destination that exists but is not a regular file (a FIFO, a device, a folder) is refused with
+a ``ValueError`` before it is opened, so that nothing blocks on a FIFO nobody reads.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import socket
+import stat
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from art_seg._checks import check_type
 
-__all__ = ["atomic_savefig", "atomic_write_bytes", "atomic_write_files", "atomic_write_text", "writable_folder"]
+__all__ = [
+    "LOCK_NAME",
+    "atomic_savefig",
+    "atomic_write_bytes",
+    "atomic_write_files",
+    "atomic_write_text",
+    "check_regular_file",
+    "folder_lock",
+    "open_append",
+    "writable_folder",
+]
 
 PathLike = str | os.PathLike[str]
+
+#: the lock file of an output folder (see :func:`folder_lock`)
+LOCK_NAME = ".art-seg.lock"
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file"
+
+
+def check_regular_file(path: PathLike) -> None:
+    """Refuse ``path`` if it exists and is not a regular file (after following symbolic links).
+
+    Raises:
+        ValueError: it is a FIFO, a device, a socket or a folder (names the path and what it is).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{str(path)!r} is not a regular file ({_kind(mode)}); move it away or use another folder")
+
+
+def open_append(path: PathLike) -> IO[str]:
+    """Open ``path`` for appending UTF-8 text, creating it (with the umask's permissions) if needed.
+
+    A FIFO, device or folder of that name is refused, never opened in a way that could block.
+
+    Raises:
+        ValueError: ``path`` is not a regular file (see :func:`check_regular_file`).
+        OSError: it cannot be opened (e.g. no permission).
+    """
+    check_regular_file(path)
+    # O_NONBLOCK: a FIFO put there since the check fails to open (ENXIO) instead of waiting for a reader
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(path, flags, 0o666)
+    except OSError:
+        check_regular_file(path)
+        raise
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise ValueError(f"{str(path)!r} is not a regular file ({_kind(mode)}); move it away or use another folder")
+    return os.fdopen(descriptor, "a", encoding="utf-8")
+
+
+@contextmanager
+def folder_lock(folder: PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on an output folder for the ``with`` block: one writer at a time.
+
+    The lock is ``flock`` on ``folder/.art-seg.lock`` (created if needed and left in place; it holds the process
+    id and host of the last holder, for the message). It is released when the block ends or the process dies,
+    even by ``kill -9``. It is per open file, so a second lock on the same folder fails in the same process too.
+    POSIX only.
+
+    Yields:
+        The lock file's path.
+
+    Raises:
+        ValueError: another holder has it (names the folder and the holder); the folder is left untouched.
+    """
+    import fcntl  # POSIX; imported here so that the rest of the module imports everywhere
+
+    path = Path(folder) / LOCK_NAME
+    check_regular_file(path)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o666)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+            raise ValueError(
+                f"output folder {str(folder)!r} is in use by another run ({holder}); wait for it to end, "
+                "or use another output folder"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(descriptor)
 
 
 def _open_temporary(path: Path) -> tuple[Path, IO[bytes]]:

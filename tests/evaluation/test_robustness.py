@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import math
+import os
+import stat
+import warnings
 
 import numpy as np
 import pytest
+import torch
 
+from art_seg import distributed
 from art_seg.data import find_subjects, make_brats_phantom
+from art_seg.defences import copy_segmenter
+from art_seg.estimators import PyTorchSegmenter, SlidingWindow
+from art_seg.evaluation._files import folder_lock
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
 from art_seg.evaluation.robustness import (
     RobustnessEvaluator,
@@ -141,3 +152,150 @@ def test_brats_subjects_are_loaded_one_by_one_and_bad_ones_skipped(tmp_path) -> 
     assert sample.image.dtype == np.float32 and sample.image.shape[0] == 4
     assert sample.mask.shape == sample.label.shape and sample.mask.any()
     assert sample.spacing == (1.0, 1.0, 1.0)
+
+
+# ------------------------------------------------------------------------------------------ HD95 penalty
+def test_hd95_penalty_is_the_original_grid_diagonal_on_every_differently_cropped_subject(tmp_path) -> None:
+    make_brats_phantom(tmp_path / "data", n_subjects=3, shape=(40, 40, 24), seed=0)
+    samples = list(samples_from_subjects(find_subjects(tmp_path / "data"), multiple=2, margin=0))
+    assert len({s.image.shape for s in samples}) > 1  # the crops differ
+    background = torch.nn.Conv3d(4, 4, 1)  # predicts background everywhere: every region is missed
+    with torch.no_grad():
+        background.weight.zero_()
+        background.bias.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))
+    segmenter = PyTorchSegmenter(background, "ce", input_shape=(4, 8, 8, 8), nb_classes=4, device_type="cpu")
+    rows = RobustnessEvaluator({"m": segmenter}, ["fgsm"], [0.1], hd95=True).run(samples, tmp_path / "out")
+    diagonal = math.sqrt(40**2 + 40**2 + 24**2)  # of the 40 x 40 x 24 phantom grid at 1 mm, before cropping
+    assert [s.hd95_penalty for s in samples] == pytest.approx([diagonal] * 3)
+    assert len(rows) == 3 * 2
+    for row in rows:
+        assert row["hd95"] == {region: pytest.approx(diagonal) for region in ("WT", "TC", "ET")}, row["subject"]
+
+
+def test_hd95_penalty_of_arrays_is_given_or_the_grid_diagonal(blob_data) -> None:
+    x, y = blob_data
+    assert {s.hd95_penalty for s in samples_from_arrays(x[:2], y[:2], hd95_penalty=373.13)} == {373.13}
+    penalties = [s.hd95_penalty for s in samples_from_arrays(x[:2], y[:2], spacing=(2.0, 1.0, 1.0))]
+    assert penalties == pytest.approx([math.sqrt(24**2 + 12**2 + 12**2)] * 2)
+
+
+# ------------------------------------------------------------------------------ resume with changed inputs
+def small(segmenter, **overrides) -> RobustnessEvaluator:
+    return evaluator(segmenter, **{"attacks": ["fgsm"], "eps": [0.4], **overrides})
+
+
+def key(row: dict) -> tuple:
+    return (row["model"], row["attack"], row["eps"], row["subject"])
+
+
+def recomputed(before: list[dict], after: list[dict]) -> set[tuple]:
+    """Keys of the rows that changed (a recomputed row differs at least in its fingerprint or time)."""
+    old = {key(row): row for row in before}
+    return {key(row) for row in after if old[key(row)] != row}
+
+
+def test_resume_with_other_weights_under_the_same_name_recomputes_that_model(
+    trained_segmenter, samples, tmp_path
+) -> None:
+    first = small(trained_segmenter).run(samples[:2], tmp_path)
+    retrained = copy_segmenter(trained_segmenter)
+    with torch.no_grad():
+        next(retrained.model.parameters()).mul_(-1.0)  # other weights, same name "m"
+    with pytest.warns(UserWarning, match=r"model 'm' \(weights\) changed since .* recomputing 4 of its rows"):
+        rows = small(retrained).run(samples[:2], tmp_path)
+    assert without_time(rows) == without_time(small(retrained).run(samples[:2], tmp_path / "fresh"))
+    assert [r["dice"] for r in rows] != [r["dice"] for r in first]
+    assert len(read_results(tmp_path)) == 4  # the old rows are gone, not kept next to the new ones
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"sliding_window": SlidingWindow(roi_size=8, overlap=0.5)}, "sliding_window"),
+        ({"autocast": "bfloat16"}, "autocast"),
+    ],
+)
+def test_resume_with_other_inference_settings_recomputes(trained_segmenter, samples, tmp_path, change, named) -> None:
+    first = small(trained_segmenter).run(samples[:1], tmp_path)
+    with pytest.warns(UserWarning, match=rf"model 'm' \({named}\) changed"):
+        rows = small(copy_segmenter(trained_segmenter, **change)).run(samples[:1], tmp_path)
+    assert recomputed(first, rows) == {key(row) for row in first}
+    assert len(read_results(tmp_path)) == 2
+
+
+def test_unchanged_resume_recomputes_nothing_even_with_an_equal_copy_of_the_model(
+    trained_segmenter, samples, tmp_path, monkeypatch
+) -> None:
+    small(trained_segmenter).run(samples[:2], tmp_path)
+    before = (tmp_path / "results.jsonl").read_bytes()
+    equal_model, equal_samples = copy_segmenter(trained_segmenter), copy.deepcopy(samples[:2])
+    monkeypatch.setattr(RobustnessEvaluator, "_evaluate", lambda *args: pytest.fail("a row was recomputed"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning of changed inputs either
+        small(equal_model).run(equal_samples, tmp_path)
+    assert (tmp_path / "results.jsonl").read_bytes() == before
+
+
+def test_resume_with_a_changed_attack_recomputes_only_its_rows(trained_segmenter, samples, tmp_path) -> None:
+    first = evaluator(trained_segmenter, eps=[0.4]).run(samples[:1], tmp_path)
+    changed = [attack_spec("fgsm"), attack_spec("i-fgsm", iterations=2, step_fraction=0.5)]
+    with pytest.warns(UserWarning, match=r"attack 'i-FGSM' \(its parameters\) changed"):
+        rows = evaluator(trained_segmenter, attacks=changed, eps=[0.4]).run(samples[:1], tmp_path)
+    assert recomputed(first, rows) == {("m", "i-FGSM", 0.4, "subject_000")}
+
+
+def test_resume_with_other_data_for_a_subject_is_refused(trained_segmenter, samples, tmp_path) -> None:
+    small(trained_segmenter).run(samples[:2], tmp_path)
+    other = [samples[0], dataclasses.replace(samples[1], image=samples[1].image + 0.1)]
+    with pytest.raises(ValueError, match=r"subject .subject_001.: its data .* differ from those its rows .* another"):
+        small(trained_segmenter).run(other, tmp_path)
+    assert len(read_results(tmp_path)) == 4
+
+
+def test_an_old_results_folder_without_fingerprints_is_refused(trained_segmenter, samples, tmp_path) -> None:
+    old = {"models": ["m"], "attacks": ["FGSM"], "eps": [0.4], "regions": {"c1": [1], "c2": [2]}, "iterations": 2}
+    (tmp_path / "run.json").write_text(json.dumps({**old, "hd95": False, "seed": 3}))
+    with pytest.raises(ValueError, match="older art_seg run.* no fingerprints"):
+        small(trained_segmenter).run(samples[:1], tmp_path)
+    (tmp_path / "run.json").unlink()
+    old_row = {"model": "m", "attack": "clean", "eps": 0.0, "subject": "s", "dice": {"c1": 1.0, "c2": 1.0}}
+    (tmp_path / "results.jsonl").write_text(json.dumps(old_row) + "\n")
+    with pytest.raises(ValueError, match="line 1 is a row without fingerprints"):
+        small(trained_segmenter).run(samples[:1], tmp_path)
+
+
+# ---------------------------------------------------------------------------------------- one writer only
+def test_a_second_run_into_a_folder_in_use_is_refused_and_writes_nothing(trained_segmenter, samples, tmp_path) -> None:
+    with folder_lock(tmp_path):  # another run holds the folder
+        with pytest.raises(ValueError, match=rf"output folder '{tmp_path}' is in use by another run"):
+            small(trained_segmenter).run(samples[:1], tmp_path)
+    assert not (tmp_path / "results.jsonl").exists() and not (tmp_path / "run.json").exists()
+    assert len(small(trained_segmenter).run(samples[:1], tmp_path)) == 2  # free again
+
+
+def test_the_ranks_of_one_run_do_not_lock_each_other_out(trained_segmenter, samples, tmp_path, monkeypatch) -> None:
+    small(trained_segmenter).run(samples[:0], tmp_path)  # rank 0 has prepared the folder
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with folder_lock(tmp_path):  # held by rank 0 of the same run
+        rows = small(trained_segmenter).run(samples[:2], tmp_path)
+    assert {r["subject"] for r in rows} == {"subject_001"}
+
+
+# ------------------------------------------------------------------------------------- odd output files
+def test_a_fifo_named_results_jsonl_is_refused_without_hanging(trained_segmenter, samples, tmp_path) -> None:
+    os.mkfifo(tmp_path / "results.jsonl")
+    with pytest.raises(ValueError, match=r"results.jsonl' is not a regular file \(a FIFO\)"):
+        small(trained_segmenter).run(samples[:1], tmp_path)
+    with pytest.raises(ValueError, match=r"results.jsonl' is not a regular file \(a FIFO\)"):
+        read_results(tmp_path / "results.jsonl")
+
+
+def test_results_and_settings_files_get_the_umask_permissions(trained_segmenter, samples, tmp_path) -> None:
+    previous = os.umask(0o022)
+    try:
+        small(trained_segmenter).run(samples[:1], tmp_path)
+    finally:
+        os.umask(previous)
+    for name in ("results.jsonl", "run.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
