@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from art_seg.data.dataset import IGNORE_INDEX, BraTSDataset, load_arrays, stack_subjects, train_val_split
-from art_seg.data.discovery import DEFAULT_MODALITIES, Subject, SubjectError, find_subjects
+from art_seg.data.discovery import find_subjects
 from art_seg.data.labels import (
     CLASS_NAMES,
     CONVENTIONS,
@@ -45,6 +45,7 @@ from art_seg.data.preprocessing import (
     restore_to_original,
     zscore_,
 )
+from art_seg.data.subject import DEFAULT_MODALITIES, Subject, SubjectError
 from art_seg.data.synthetic import make_brats_phantom, make_phantom_volumes
 from art_seg.data.writing import write_perturbation, write_prediction, write_volume
 
