@@ -1,4 +1,5 @@
-"""Find BraTS subjects under a folder, whatever the challenge year's file naming.
+"""Find BraTS subjects under a folder, whatever the challenge year's file naming (or a dataset described by a
+``dataset.json``).
 
 Supported layouts (``.nii`` or ``.nii.gz``, upper or lower case, any folder depth):
 
@@ -24,6 +25,9 @@ per search: ``"brats2024"`` for every GLI case found when at least one of them i
 (one class count for the whole data set, so that one model and one writer serve it), else ``"brats2023"``; the
 other 2023-style challenges (SSA, MET, MEN, PED) keep ``"brats2023"``. ``label_convention=`` chooses it
 instead, for every subject found.
+
+A folder holding a ``dataset.json`` is an nnU-Net v2 raw dataset or a Medical Segmentation Decathlon task: see
+:mod:`art_seg.data.dataset_folders` (channel names and labels come from that file).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from art_seg._checks import check_type
+from art_seg.data.dataset_folders import find_dataset_subjects
 from art_seg.data.labels import LabelConvention, get_convention
 from art_seg.data.subject import (
     DEFAULT_MODALITIES,
@@ -109,18 +114,22 @@ def find_subjects(
     """Discover BraTS subjects under ``root`` (searched recursively), sorted by id.
 
     Files are grouped by folder and by the id before the modality suffix, so both one folder per subject and
-    flat folders work. Only file names are checked here; contents are validated when loading.
+    flat folders work. Only file names are checked here; contents are validated when loading. A ``root`` holding
+    a ``dataset.json`` is read as an nnU-Net raw dataset or a Decathlon task instead
+    (:func:`~art_seg.data.dataset_folders.find_dataset_subjects`, training and test cases).
 
     Args:
-        root: folder holding BraTS data (e.g. ``MICCAI_BraTS2020_TrainingData``).
-        modalities: channel order, default ``("t1", "t1ce", "t2", "flair")``; any non-empty subset in any order
-            (2023 names are accepted). Files of other modalities are ignored.
+        root: folder holding BraTS data (e.g. ``MICCAI_BraTS2020_TrainingData``), or a dataset folder with a
+            ``dataset.json``.
+        modalities: channel order, default ``("t1", "t1ce", "t2", "flair")`` (for a ``dataset.json`` folder:
+            its channels, BraTS MR series in that order); any non-empty subset in any order (2023 names are
+            accepted). Files of other modalities are ignored.
         require_seg: treat a subject without a segmentation as an error (for training).
         on_error: ``"skip"`` warns (naming the subject or folder and the problem) and goes on with the others;
             ``"raise"`` raises the first :class:`SubjectError`.
         label_convention: the label convention of every subject found (a registered name or a
             :class:`~art_seg.data.labels.LabelConvention`); default: chosen by the layout (table above; the GLI
-            rule for 2023-style names).
+            rule for 2023-style names), or by the ``dataset.json``.
 
     Returns:
         The subjects, sorted by id.
@@ -149,6 +158,10 @@ def find_subjects(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"root must be an existing folder, got {str(root)!r}")
+    if (root / "dataset.json").is_file():
+        return find_dataset_subjects(
+            root, modalities, require_seg=require_seg, on_error=on_error, label_convention=label_convention
+        )
     modalities = normalize_modalities(DEFAULT_MODALITIES if modalities is None else modalities)
 
     subjects: list[Subject] = []
