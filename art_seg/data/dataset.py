@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from art_seg._checks import check_choice, check_number, check_type
-from art_seg.data.discovery import Subject, SubjectError, skipped_summary
+from art_seg.data.subject import Subject, SubjectError, skipped_summary
 from art_seg.data.labels import LabelValueError
 from art_seg.data.loading import ON_ERROR, LoadedSubject, SubjectMeta, load_subject, load_subjects
 from art_seg.data.nifti import NiftiValidationError

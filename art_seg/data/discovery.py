@@ -1,147 +1,69 @@
-"""Find BraTS subjects under a folder, whatever the challenge year's file naming.
+"""Find BraTS subjects under a folder, whatever the challenge year's file naming (or a dataset described by a
+``dataset.json``).
 
 Supported layouts (``.nii`` or ``.nii.gz``, upper or lower case, any folder depth):
 
-==========  =====================================================================  ==============
-layout      example                                                                label values
-==========  =====================================================================  ==============
-brats2018   ``HGG/Brats18_2013_2_1/Brats18_2013_2_1_t1ce.nii.gz`` (2017 to 2019)   ``{0, 1, 2, 4}``
-brats2020   ``BraTS20_Training_001/BraTS20_Training_001_flair.nii.gz``             ``{0, 1, 2, 4}``
-brats2021   ``BraTS2021_00000/BraTS2021_00000_t2.nii.gz``                           ``{0, 1, 2, 4}``
-brats2023   ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-t2f.nii.gz`` (t1n t1c t2w t2f)  ``{0, 1, 2, 3}``
-==========  =====================================================================  ==============
+=========  ========================================================================  ================
+layout     example                                                                   label convention
+=========  ========================================================================  ================
+brats2018  ``HGG/Brats18_2013_2_1/Brats18_2013_2_1_t1ce.nii.gz`` (2017 to 2019)      ``brats2018``
+brats2020  ``BraTS20_Training_001/BraTS20_Training_001_flair.nii.gz``                ``brats2018``
+brats2021  ``BraTS2021_00000/BraTS2021_00000_t2.nii.gz``                             ``brats2018``
+brats2023  ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-t2f.nii.gz`` (t1n t1c t2w t2f)  ``brats2023``
+brats2024  ``BraTS-GLI-00005-100/BraTS-GLI-00005-100-t1c.nii.gz`` (post-treatment)   ``brats2024``
+=========  ========================================================================  ================
 
 Modalities are named ``t1``, ``t1ce``, ``t2``, ``flair`` everywhere in ``art_seg``; the 2023 names ``t1n``,
 ``t1c``, ``t2w``, ``t2f`` are read as those. A folder whose file names follow none of these patterns is ignored;
 a subject that lacks a modality, and a folder that cannot be listed, are errors (skipped with a warning in batch
 mode); a subject without a segmentation (a validation set) is kept with ``seg=None``, for prediction.
+
+BraTS 2023 and the BraTS 2024 post-treatment glioma (GLI) data share one file naming; they differ in the labels
+(2024 adds 4 = resection cavity, five classes). The 2024 GLI cases are the post-treatment time points, numbered
+from 100 (``BraTS-GLI-00005-100``, ``-101``, ...), the 2023 ones ``-000``/``-001``. So the convention is chosen
+per search: ``"brats2024"`` for every GLI case found when at least one of them is a post-treatment time point
+(one class count for the whole data set, so that one model and one writer serve it), else ``"brats2023"``; the
+other 2023-style challenges (SSA, MET, MEN, PED) keep ``"brats2023"``. ``label_convention=`` chooses it
+instead, for every subject found.
+
+A folder holding a ``dataset.json`` is an nnU-Net v2 raw dataset or a Medical Segmentation Decathlon task: see
+:mod:`art_seg.data.dataset_folders` (channel names and labels come from that file).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
-from art_seg._checks import check_choice, check_type
+from art_seg._checks import check_type
+from art_seg.data.dataset_folders import find_dataset_subjects
+from art_seg.data.labels import LabelConvention, get_convention
+from art_seg.data.subject import (
+    DEFAULT_MODALITIES,
+    MODALITY_ALIASES,
+    SkipLog,
+    Subject,
+    SubjectError,
+    normalize_modalities,
+)
 
-__all__ = [
-    "DEFAULT_MODALITIES",
-    "MODALITIES",
-    "MODALITY_ALIASES",
-    "Subject",
-    "SubjectError",
-    "find_subjects",
-    "normalize_modalities",
-    "skipped_summary",
-]
-
-#: The four BraTS MR series, in ``art_seg``'s default channel order.
-DEFAULT_MODALITIES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair")
-MODALITIES: frozenset[str] = frozenset(DEFAULT_MODALITIES)
-#: File-name suffixes of each year, mapped to ``art_seg`` modality names (``"seg"`` is the label map).
-MODALITY_ALIASES: dict[str, str] = {
-    "t1": "t1",
-    "t1ce": "t1ce",
-    "t2": "t2",
-    "flair": "flair",
-    "seg": "seg",
-    "t1n": "t1",
-    "t1c": "t1ce",
-    "t2w": "t2",
-    "t2f": "flair",
-}
-ON_ERROR = ("skip", "raise")
+__all__ = ["find_subjects"]
 
 _FILE_RE = re.compile(r"^(?P<sid>.+?)[_-](?P<mod>t1ce|t1n|t1c|t1|t2w|t2f|t2|flair|seg)\.nii(?:\.gz)?$", re.IGNORECASE)
 _LAYOUT_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("brats2024", re.compile(r"^BraTS-GLI-\d+-[1-9]\d\d$", re.IGNORECASE)),
     ("brats2023", re.compile(r"^BraTS-[A-Z]+-\d+-\d+$", re.IGNORECASE)),
     ("brats2021", re.compile(r"^BraTS2021_\d+$", re.IGNORECASE)),
     ("brats2020", re.compile(r"^BraTS20_(Training|Validation|Testing)_\d+$", re.IGNORECASE)),
     ("brats2018", re.compile(r"^Brats1[789]_", re.IGNORECASE)),
 )
+_GLI_RE = re.compile(r"^BraTS-GLI-", re.IGNORECASE)
 _SUFFIXES_2023 = frozenset({"t1n", "t1c", "t2w", "t2f"})
-
-
-class SubjectError(ValueError):
-    """A BraTS subject folder is incomplete, ambiguous or unreadable, or every subject was skipped (the message
-    names the folders and the problems)."""
-
-
-def skipped_summary(reasons: Sequence[str], what: str, shown: int = 3) -> str:
-    """``"N <what>s were skipped: <the first reasons>"``, for the error raised when nothing is left to use.
-
-    Example:
-        >>> skipped_summary(["a: empty file", "b: missing modality"], "subject folder")
-        '2 subject folders were skipped: a: empty file; b: missing modality'
-    """
-    n = len(reasons)
-    counted = f"1 {what} was" if n == 1 else f"{n} {what}s were"
-    more = f"; and {n - shown} more" if n > shown else ""
-    return f"{counted} skipped: " + "; ".join(reasons[:shown]) + more
-
-
-@dataclass(frozen=True)
-class Subject:
-    """One BraTS case: where its files are and how they are named.
-
-    Attributes:
-        id: the subject identifier, e.g. ``"BraTS20_Training_001"``.
-        paths: modality name -> file, in channel order (e.g. ``{"t1": ..., "t1ce": ..., "t2": ..., "flair": ...}``).
-        seg: the segmentation file, or ``None`` (validation sets).
-        layout: ``"brats2018"``, ``"brats2020"``, ``"brats2021"``, ``"brats2023"`` or ``"unknown"`` (names that
-            match the modality suffixes but no known id pattern).
-        label_convention: ``"brats2023"`` (values ``{0, 1, 2, 3}``) for the 2023 layout, else ``"brats2018"``
-            (values ``{0, 1, 2, 4}``); see :mod:`art_seg.data.labels`.
-        group: the parent folder name when it is a BraTS grade folder (``"HGG"``/``"LGG"``), else ``None``.
-    """
-
-    id: str
-    paths: dict[str, Path] = field(hash=False)
-    seg: Path | None = None
-    layout: str = "unknown"
-    label_convention: str = "brats2018"
-    group: str | None = None
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        """Modality names in channel order."""
-        return tuple(self.paths)
-
-    @property
-    def folder(self) -> Path:
-        """The folder of the first modality file."""
-        return next(iter(self.paths.values())).parent
-
-    @property
-    def has_seg(self) -> bool:
-        """Whether a segmentation file was found."""
-        return self.seg is not None
-
-
-def normalize_modalities(modalities: Sequence[str]) -> tuple[str, ...]:
-    """Check a modality order and map 2023 names (``t1n``, ``t1c``, ``t2w``, ``t2f``) to ``art_seg`` names.
-
-    Raises:
-        ValueError: for an unknown or repeated modality, or an empty sequence.
-    """
-    if isinstance(modalities, str):
-        raise TypeError(f"modalities must be a sequence of names, got the string {modalities!r}")
-    names = []
-    for name in modalities:
-        check_type("modality", name, str)
-        canonical = MODALITY_ALIASES.get(name.lower())
-        if canonical is None or canonical == "seg":
-            raise ValueError(f"unknown modality {name!r}; expected names from {sorted(MODALITY_ALIASES)} except 'seg'")
-        names.append(canonical)
-    if not names:
-        raise ValueError("modalities must name at least one modality, got an empty sequence")
-    if len(set(names)) != len(names):
-        raise ValueError(f"modalities must not repeat, got {tuple(modalities)}")
-    return tuple(names)
+#: The label convention of each layout (the GLI rule of the module docstring may turn 2023 into 2024).
+_LAYOUT_CONVENTION = {"brats2023": "brats2023", "brats2024": "brats2024"}
 
 
 def _layout(subject_id: str, suffixes: set[str]) -> str:
@@ -169,30 +91,45 @@ def _build_subject(
         paths={m: files[m][0] for m in modalities},
         seg=files["seg"][0] if "seg" in files else None,
         layout=layout,
-        label_convention="brats2023" if layout == "brats2023" else "brats2018",
+        label_convention=_LAYOUT_CONVENTION.get(layout, "brats2018"),
         group=group,
     )
 
 
+def _gli_rule(subjects: list[Subject]) -> list[Subject]:
+    """Every GLI case gets ``"brats2024"`` when one of them is a post-treatment time point (module docstring)."""
+    if not any(s.layout == "brats2024" for s in subjects):
+        return subjects
+    return [replace(s, label_convention="brats2024") if _GLI_RE.match(s.id) else s for s in subjects]
+
+
 def find_subjects(
     root: str | os.PathLike,
-    modalities: Sequence[str] = DEFAULT_MODALITIES,
+    modalities: Sequence[str] | None = None,
     *,
     require_seg: bool = False,
     on_error: str = "skip",
+    label_convention: str | LabelConvention | None = None,
 ) -> list[Subject]:
     """Discover BraTS subjects under ``root`` (searched recursively), sorted by id.
 
     Files are grouped by folder and by the id before the modality suffix, so both one folder per subject and
-    flat folders work. Only file names are checked here; contents are validated when loading.
+    flat folders work. Only file names are checked here; contents are validated when loading. A ``root`` holding
+    a ``dataset.json`` is read as an nnU-Net raw dataset or a Decathlon task instead
+    (:func:`~art_seg.data.dataset_folders.find_dataset_subjects`, training and test cases).
 
     Args:
-        root: folder holding BraTS data (e.g. ``MICCAI_BraTS2020_TrainingData``).
-        modalities: channel order, default ``("t1", "t1ce", "t2", "flair")``; any non-empty subset in any order
-            (2023 names are accepted). Files of other modalities are ignored.
+        root: folder holding BraTS data (e.g. ``MICCAI_BraTS2020_TrainingData``), or a dataset folder with a
+            ``dataset.json``.
+        modalities: channel order, default ``("t1", "t1ce", "t2", "flair")`` (for a ``dataset.json`` folder:
+            its channels, BraTS MR series in that order); any non-empty subset in any order (2023 names are
+            accepted). Files of other modalities are ignored.
         require_seg: treat a subject without a segmentation as an error (for training).
         on_error: ``"skip"`` warns (naming the subject or folder and the problem) and goes on with the others;
             ``"raise"`` raises the first :class:`SubjectError`.
+        label_convention: the label convention of every subject found (a registered name or a
+            :class:`~art_seg.data.labels.LabelConvention`); default: chosen by the layout (table above; the GLI
+            rule for 2023-style names), or by the ``dataset.json``.
 
     Returns:
         The subjects, sorted by id.
@@ -214,25 +151,24 @@ def find_subjects(
         ('BraTS20_Training_001', ['t1', 't1ce', 't2', 'flair'], 'BraTS20_Training_001_seg.nii.gz')
     """
     check_type("root", root, (str, os.PathLike))
-    modalities = normalize_modalities(modalities)
     check_type("require_seg", require_seg, bool)
-    check_choice("on_error", on_error, ON_ERROR)
+    log = SkipLog(on_error)
+    if label_convention is not None:
+        get_convention(label_convention, "label_convention")
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"root must be an existing folder, got {str(root)!r}")
+    if (root / "dataset.json").is_file():
+        return find_dataset_subjects(
+            root, modalities, require_seg=require_seg, on_error=on_error, label_convention=label_convention
+        )
+    modalities = normalize_modalities(DEFAULT_MODALITIES if modalities is None else modalities)
 
     subjects: list[Subject] = []
     seen: dict[str, Subject] = {}
-    skipped: list[str] = []
-
-    def fail(message: str, what: str = "subject") -> None:
-        if on_error == "raise":
-            raise SubjectError(message)
-        skipped.append(message)
-        warnings.warn(f"skipping {what}: {message}", stacklevel=3)
 
     def unreadable(err: OSError) -> None:  # os.walk's onerror: a folder it cannot list
-        fail(f"{err.filename}: cannot read this folder ({type(err).__name__}: {err.strerror or err})", "folder")
+        log.fail(f"{err.filename}: cannot read this folder ({type(err).__name__}: {err.strerror or err})", "folder")
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames.sort()
@@ -267,12 +203,14 @@ def find_subjects(
                         f"{folder / sid}: subject id {sid!r} also found in {seen[sid].folder}; ids must be unique"
                     )
             except SubjectError as err:
-                fail(str(err))
+                log.fail(str(err))
                 continue
             seen[sid] = subject
             subjects.append(subject)
-    if not subjects and skipped:
-        raise SubjectError(f"{root}: no BraTS subject left: {skipped_summary(skipped, 'subject folder')}")
     if not subjects:
-        raise SubjectError(f"{root}: no BraTS subjects found (expected files such as <id>_flair.nii.gz)")
+        raise log.nothing_left(root, "BraTS subject", "expected files such as <id>_flair.nii.gz")
+    if label_convention is None:
+        subjects = _gli_rule(subjects)
+    else:
+        subjects = [replace(s, label_convention=label_convention) for s in subjects]
     return sorted(subjects, key=lambda s: s.id)

@@ -1,8 +1,13 @@
-"""Load a BraTS subject: validated NIfTI files -> ``(C, D, H, W)`` float32 image, class map, metadata.
+"""Load a subject: validated NIfTI files -> ``(C, D, H, W)`` float32 image, class map, metadata.
 
-Memory: the modalities are read one at a time into one preallocated ``(C, D, H, W)`` float32 array (no float64
-copy, no nibabel cache); cropping and padding make one more array and the full one is then freed, so the peak is
-about two copies of the image (checked by a tracemalloc test). The label map is read after the image is cropped.
+The channels come from one 3D file per modality (BraTS, nnU-Net raw) or from the volumes of one 4-D file
+(the Decathlon: ``Subject.volume_index`` says which volume is which modality); every file is opened and checked
+once, whatever the number of channels it holds.
+
+Memory: the files are read one at a time into one preallocated ``(C, D, H, W)`` float32 array (no float64 copy,
+no nibabel cache; a 4-D file's raw array, all its volumes, is the one temporary); cropping and padding make one
+more array and the full one is then freed, so the peak is about two copies of the image (checked by a tracemalloc
+test). The label map is read after the image is cropped.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ import nibabel as nib
 import numpy as np
 
 from art_seg._checks import check_choice, check_type
-from art_seg.data.discovery import ON_ERROR, Subject, SubjectError, skipped_summary
-from art_seg.data.labels import LABEL_CONVENTIONS, LabelValueError, labels_to_classes
-from art_seg.data.nifti import NiftiValidationError, open_nifti, out_of_memory_error, read_volume_into
+from art_seg.data.subject import ON_ERROR, Subject, SubjectError, skipped_summary
+from art_seg.data.labels import LabelConvention, LabelValueError, get_convention, labels_to_classes
+from art_seg.data.nifti import NiftiValidationError, open_nifti, out_of_memory_error, read_volumes_into
 from art_seg.data.preprocessing import CropPad, brain_mask, crop_pad_record, zscore_
 
 __all__ = ["LoadedSubject", "SubjectMeta", "iter_subjects", "load_subject", "load_subjects"]
@@ -40,7 +45,9 @@ class SubjectMeta:
         means: per-channel brain mean before z-scoring (scanner units); 0 when not normalised.
         stds: per-channel brain standard deviation before z-scoring; 1 when not normalised.
         brain_mask: ``(D, H, W)`` bool on the network grid (voxels non-zero in any modality).
-        label_convention: ``"brats2018"`` or ``"brats2023"``, used when writing label maps.
+        label_convention: the label convention the segmentation was read with and predictions are written in:
+            a registered name (``"brats2018"``, ``"brats2023"``, ``"brats2024"``, ``"msd_brats"``) or a
+            :class:`~art_seg.data.labels.LabelConvention` (a dataset's own labels).
         paths: modality (and ``"seg"``) -> source file.
     """
 
@@ -52,7 +59,7 @@ class SubjectMeta:
     means: tuple[float, ...]
     stds: tuple[float, ...]
     brain_mask: np.ndarray
-    label_convention: str = "brats2018"
+    label_convention: str | LabelConvention = "brats2018"
     paths: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -77,7 +84,8 @@ class LoadedSubject(NamedTuple):
 
     Attributes:
         image: ``(C, D, H, W)`` float32, z-scored over the brain (unless ``normalize=False``).
-        label: ``(D, H, W)`` int64 class indices ``0 .. 3``, or ``None`` without a segmentation.
+        label: ``(D, H, W)`` int64 class indices ``0 .. K-1`` of ``meta.label_convention``, or ``None`` without a
+            segmentation.
         meta: :class:`SubjectMeta`.
     """
 
@@ -124,13 +132,14 @@ def load_subject(
     crop: bool = True,
     normalize: bool = True,
     load_seg: bool = True,
-    label_convention: str | None = None,
+    label_convention: str | LabelConvention | None = None,
     check_crc: bool = True,
 ) -> LoadedSubject:
     """Validate and load one subject: image, class map and the metadata to write results back.
 
-    Every file is checked before voxels are read: exists, not empty, gzip CRC intact (``.nii.gz``), 3D, and the
-    same shape and affine as the first modality. Then the image is cropped to the brain (plus ``margin``),
+    Every file is checked before voxels are read: exists, not empty, gzip CRC intact (``.nii.gz``), 3D (or 4-D
+    with the number of volumes ``subject.volume_index`` gives), and the same spatial shape and affine as the first
+    modality. Then the image is cropped to the brain (plus ``margin``),
     padded to a multiple of ``multiple`` and z-scored per modality over the brain.
 
     Args:
@@ -141,17 +150,19 @@ def load_subject(
         crop: crop to the brain (``False`` keeps the full grid, still padded).
         normalize: z-score each modality over the brain voxels (mean 0, std 1; outside 0).
         load_seg: read the segmentation when there is one.
-        label_convention: override ``subject.label_convention`` (``"brats2018"``: values ``{0, 1, 2, 4}``;
-            ``"brats2023"``: ``{0, 1, 2, 3}``).
+        label_convention: override ``subject.label_convention``: a registered name (``"brats2018"``: values
+            ``{0, 1, 2, 4}``; ``"brats2023"``: ``{0, 1, 2, 3}``; ``"brats2024"``: ``{0, 1, 2, 3, 4}`` with the
+            resection cavity; ``"msd_brats"``) or a :class:`~art_seg.data.labels.LabelConvention`.
         check_crc: stream ``.nii.gz`` files to their end to check the gzip CRC.
 
     Returns:
         :class:`LoadedSubject` ``(image, label, meta)``: ``image`` ``(C, D, H, W)`` float32 (z-scored units),
-        ``label`` ``(D, H, W)`` int64 classes ``0 .. 3`` or ``None``, ``meta`` a :class:`SubjectMeta`.
+        ``label`` ``(D, H, W)`` int64 classes ``0 .. K-1`` (``K`` = the convention's class count) or ``None``,
+        ``meta`` a :class:`SubjectMeta`.
 
     Raises:
-        NiftiValidationError: a file is missing, empty, truncated, corrupt, not 3D, or on another grid
-            (the message names the file).
+        NiftiValidationError: a file is missing, empty, truncated, corrupt, not 3D (or a 4-D file with another
+            number of volumes than the dataset's channels), or on another grid (the message names the file).
             Also raised when every modality is all zero, and for running out of memory while loading (naming the
             file being read, or the subject's folder).
         LabelValueError: the segmentation holds values outside the convention (names the file and values).
@@ -168,7 +179,7 @@ def load_subject(
     """
     check_type("subject", subject, Subject)
     convention = subject.label_convention if label_convention is None else label_convention
-    check_choice("label_convention", convention, LABEL_CONVENTIONS)
+    get_convention(convention, "label_convention")
     for name, flag in (("crop", crop), ("normalize", normalize), ("load_seg", load_seg), ("check_crc", check_crc)):
         check_type(name, flag, bool)
     try:
@@ -186,24 +197,32 @@ def _load_subject(
     crop: bool,
     normalize: bool,
     load_seg: bool,
-    convention: str,
+    convention: str | LabelConvention,
     check_crc: bool,
 ) -> LoadedSubject:
     """:func:`load_subject` after its options are checked."""
     names = subject.modalities
     paths = [Path(subject.paths[m]) for m in names]
-    images = [open_nifti(p, check_crc=check_crc) for p in paths]
-    for img, path in zip(images[1:], paths[1:]):
-        _check_same_grid(images[0], paths[0], img, path)
+    index = subject.volume_index
+    files: dict[Path, nib.Nifti1Image] = {}  # each file opened (and checked) once, a 4-D file too
+    for name, path in zip(names, paths):
+        if path not in files:
+            files[path] = open_nifti(path, check_crc=check_crc, volumes=index[name][1] if name in index else None)
+    images, file_paths = list(files.values()), list(files)
+    for img, path in zip(images[1:], file_paths[1:]):
+        _check_same_grid(images[0], file_paths[0], img, path)
     seg_img = None
     if load_seg and subject.seg is not None:
         seg_img = open_nifti(subject.seg, check_crc=check_crc)
-        _check_same_grid(images[0], paths[0], seg_img, Path(subject.seg))
+        _check_same_grid(images[0], file_paths[0], seg_img, Path(subject.seg))
 
     reference = images[0]
     full = np.empty((len(names), *reference.shape[:3]), dtype=np.float32)
-    for c, (img, path) in enumerate(zip(images, paths)):
-        read_volume_into(img, full[c], path)
+    for path, img in files.items():
+        channels = [c for c, p in enumerate(paths) if p == path]
+        volumes = [index[names[c]][0] for c in channels] if names[channels[0]] in index else None
+        read_volumes_into(img, [full[c] for c in channels], path, volumes)
+    del files
     mask = brain_mask(full)
     if not mask.any():
         raise NiftiValidationError(paths[0], f"every modality of subject {subject.id} is all zero (no brain voxels)")

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.fileslice import fileslice
 from nibabel.openers import Opener
 
-from art_seg._checks import check_type
+from art_seg._checks import check_number, check_type
 
 __all__ = [
     "NiftiValidationError",
@@ -34,14 +35,16 @@ __all__ = [
     "open_nifti",
     "out_of_memory_error",
     "read_volume_into",
+    "read_volumes_into",
     "load_nifti",
     "save_nifti",
 ]
 
 _CHUNK = 1 << 20
-#: Largest volume :func:`open_nifti` accepts, in voxels: 2**28 = 268,435,456 (e.g. 512 x 512 x 1024; 1 GiB as
-#: float32). BraTS scans have 240 x 240 x 155 = 8.9 million. A header declaring more is refused before any voxel
-#: is read; raise it here for larger scans.
+#: Largest file :func:`open_nifti` accepts, in voxels over all its axes (a 4-D file's volumes together):
+#: 2**28 = 268,435,456 (e.g. 512 x 512 x 1024; 1 GiB as float32). BraTS scans have 240 x 240 x 155 = 8.9 million,
+#: a Decathlon BrainTumour case 4 x 8.9 million. A header declaring more is refused before any voxel is read;
+#: raise it here for larger scans.
 MAX_VOXELS = 2**28
 #: Deflate expands at most 1032-fold (a 258-byte match coded in 2 bits), so n gzip bytes hold at most 1032 n.
 _DEFLATE_MAX_RATIO = 1032
@@ -151,8 +154,9 @@ def _check_data_size(path: Path, img: nib.Nifti1Image, check_crc: bool) -> None:
         )
 
 
-def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1Image:
-    """Open a NIfTI file lazily after checking it: exists, not empty, gzip intact, a 3D volume, a usable spacing.
+def open_nifti(path: str | os.PathLike, *, check_crc: bool = True, volumes: int | None = None) -> nib.Nifti1Image:
+    """Open a NIfTI file lazily after checking it: exists, not empty, gzip intact, a 3D volume (or a 4-D file of
+    ``volumes`` volumes), a usable spacing.
 
     Only the header is read (plus one streaming pass over a ``.gz`` file for the CRC check and its decompressed
     size); voxels are read later with :func:`read_volume_into` or :func:`load_nifti`. The file must hold exactly
@@ -163,6 +167,8 @@ def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1
         path: ``*.nii`` or ``*.nii.gz`` file.
         check_crc: stream ``.gz`` files to their end to check the gzip CRC (recommended; costs one
             decompression).
+        volumes: ``None`` for a 3D volume; ``n`` for a 4-D file ``(x, y, z, n)`` holding ``n`` volumes on its 4th
+            axis (the Decathlon's one file per case, channels on that axis); ``1`` accepts a 3D file too.
 
     Returns:
         The nibabel image (NIfTI-1 or NIfTI-2), data not yet loaded. Trailing singleton axes such as
@@ -170,10 +176,13 @@ def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1
 
     Raises:
         NiftiValidationError: with the path and the problem (missing, empty, truncated, corrupt, not NIfTI,
-            not 3D, more than :data:`MAX_VOXELS` voxels, non-finite affine, voxel spacing not finite and
-            positive, data size other than the header declares).
+            not 3D, or not 4-D with ``volumes`` volumes, more than :data:`MAX_VOXELS` voxels, non-finite affine,
+            voxel spacing not finite and positive, data size other than the header declares).
+        ValueError: ``volumes`` is not a positive integer.
     """
     check_type("path", path, (str, os.PathLike))
+    if volumes is not None:
+        check_number("volumes", volumes, low=1, integer=True)
     path = Path(path)
     if not path.is_file():
         raise NiftiValidationError(path, "file not found")
@@ -188,8 +197,14 @@ def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiValidationError(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
     shape = tuple(int(s) for s in img.shape)
-    if len(shape) < 3 or any(s != 1 for s in shape[3:]):
-        raise NiftiValidationError(path, f"expected a 3D volume, got shape {shape}")
+    if volumes is None or volumes == 1:
+        if len(shape) < 3 or any(s != 1 for s in shape[3:]):
+            what = "a 3D volume" if volumes is None else "a 3D volume or a 4-D file of 1 volume"
+            raise NiftiValidationError(path, f"expected {what}, got shape {shape}")
+    elif len(shape) < 4 or shape[3] != volumes or any(s != 1 for s in shape[4:]):
+        raise NiftiValidationError(
+            path, f"expected a 4-D image of {volumes} volumes (x, y, z, {volumes}), one per channel, got shape {shape}"
+        )
     if min(shape[:3]) < 1:
         raise NiftiValidationError(path, f"volume has an empty axis, shape {shape}")
     voxels = int(np.prod(shape))
@@ -207,7 +222,7 @@ def open_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> nib.Nifti1
 
 
 def read_volume_into(img: nib.Nifti1Image, out: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """Read the voxels of an opened image into ``out`` (float32), applying the header scaling in float32.
+    """Read the voxels of an opened 3D image into ``out`` (float32), applying the header scaling in float32.
 
     The file's raw array (its own dtype, e.g. int16) is the only temporary: no float64 copy is made, and
     nibabel's cache is not filled.
@@ -225,30 +240,85 @@ def read_volume_into(img: nib.Nifti1Image, out: np.ndarray, path: str | os.PathL
     """
     if out.shape != tuple(img.shape[:3]):
         raise ValueError(f"out must have shape {tuple(img.shape[:3])}, got {out.shape}")
+    read_volumes_into(img, [out], path)
+    return out
+
+
+def _raw_volumes(img: nib.Nifti1Image, shape: tuple[int, ...], volumes: list[int]):
+    """Yield ``(v, raw volume v)`` in the file's dtype, for each distinct ``v`` in file order, one at a time.
+
+    A 3D file is read whole (``get_unscaled``). A 4-D file is sliced volume by volume through one open stream in
+    increasing order, so a ``.gz`` file is decompressed once from start to the last volume needed and only one
+    volume's raw array is held at a time.
+    """
     proxy = img.dataobj
+    if not nib.is_proxy(proxy):
+        data = np.asanyarray(proxy).reshape(shape, order="F")
+        for v in sorted(set(volumes)):
+            yield v, data[..., v]
+        return
+    if shape[3] == 1:
+        yield 0, np.asanyarray(proxy.get_unscaled()).reshape(shape[:3], order="F")
+        return
+    with Opener(proxy.file_like) as stream:
+        for v in sorted(set(volumes)):
+            sliced = (slice(None),) * 3 + (v,)
+            yield v, fileslice(stream, sliced, shape, proxy.dtype, proxy.offset, order=proxy.order)
+
+
+def read_volumes_into(
+    img: nib.Nifti1Image, outs: list[np.ndarray], path: str | os.PathLike, volumes: list[int] | None = None
+) -> None:
+    """Read volumes of an opened image into float32 arrays, each volume read once, header scaling in float32.
+
+    The one temporary is one volume's raw array in the file's dtype (e.g. int16): no float64 copy is made, and
+    nibabel's cache is not filled.
+
+    Args:
+        img: image from :func:`open_nifti` (3D, or 4-D ``(x, y, z, n)``).
+        outs: float32 arrays of shape ``img.shape[:3]`` to fill.
+        path: the file, for error messages.
+        volumes: for a 4-D image, the volume (index on the 4th axis) to read into each of ``outs``; ``None`` for
+            a 3D image (one array in ``outs``).
+
+    Raises:
+        NiftiValidationError: if the voxels cannot be read (out of memory included) or are not finite.
+        ValueError: ``outs`` or ``volumes`` do not fit the image.
+    """
+    spatial = tuple(int(s) for s in img.shape[:3])
+    for out in outs:
+        if out.shape != spatial or out.dtype != np.float32:
+            raise ValueError(f"outs must be float32 arrays of shape {spatial}, got {out.dtype} {out.shape}")
+    count = int(np.prod(img.shape[3:], dtype=np.int64))
+    if volumes is None:
+        if len(outs) != 1 or count != 1:
+            raise ValueError(f"a 3D image fills one array; {len(outs)} given for shape {tuple(img.shape)}")
+        volumes = [0]
+    if len(volumes) != len(outs) or any(not 0 <= v < count for v in volumes):
+        raise ValueError(f"volumes must give one index in 0..{count - 1} per array, got {volumes}")
+    proxy = img.dataobj
+    slope, inter = (float(proxy.slope), float(proxy.inter)) if nib.is_proxy(proxy) else (1.0, 0.0)
     try:
-        if nib.is_proxy(proxy):
-            raw = np.asanyarray(proxy.get_unscaled())
-            slope, inter = float(proxy.slope), float(proxy.inter)
-        else:
-            raw, slope, inter = np.asanyarray(proxy), 1.0, 0.0
-        raw = raw.reshape(out.shape)
-        out[...] = raw
-        del raw
+        for v, raw in _raw_volumes(img, (*spatial, count), volumes):
+            for out, wanted in zip(outs, volumes):
+                if wanted == v:
+                    out[...] = raw
+            del raw
     except NiftiValidationError:
         raise
     except MemoryError:
-        raise out_of_memory_error(path, out.shape, img.get_data_dtype()) from None
+        shape = (*spatial, count) if count > 1 else spatial
+        raise out_of_memory_error(path, shape, img.get_data_dtype()) from None
     except Exception as err:
         raise NiftiValidationError(path, f"cannot read voxels ({type(err).__name__}: {err})") from err
-    if np.isfinite(slope) and slope not in (0.0, 1.0):
-        out *= np.float32(slope)
-    if np.isfinite(inter) and inter != 0.0:
-        out += np.float32(inter)
-    if not np.all(np.isfinite(out)):
-        bad = int(np.count_nonzero(~np.isfinite(out)))
-        raise NiftiValidationError(path, f"{bad} voxel(s) are NaN or Inf")
-    return out
+    for out in outs:
+        if np.isfinite(slope) and slope not in (0.0, 1.0):
+            out *= np.float32(slope)
+        if np.isfinite(inter) and inter != 0.0:
+            out += np.float32(inter)
+        if not np.all(np.isfinite(out)):
+            bad = int(np.count_nonzero(~np.isfinite(out)))
+            raise NiftiValidationError(path, f"{bad} voxel(s) are NaN or Inf")
 
 
 def load_nifti(path: str | os.PathLike, *, check_crc: bool = True) -> tuple[np.ndarray, nib.Nifti1Image]:

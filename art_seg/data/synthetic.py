@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from art_seg._checks import check_number, check_type
-from art_seg.data.discovery import DEFAULT_MODALITIES, Subject
+from art_seg.data.subject import DEFAULT_MODALITIES, Subject
 from art_seg.data.nifti import save_nifti
 
 __all__ = ["DEFAULT_SHAPE", "TISSUE_INTENSITIES", "make_brats_phantom", "make_phantom_volumes", "phantom_affine"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from art_seg._checks import check_choice, check_finite, check_type
-from art_seg.data.labels import LABEL_CONVENTIONS, NB_CLASSES, classes_to_labels
+from art_seg.data.labels import LabelConvention, classes_to_labels, get_convention
 from art_seg.data.loading import SubjectMeta
 from art_seg.data.nifti import save_nifti
 
@@ -39,17 +39,21 @@ def write_prediction(
     prediction: np.ndarray,
     meta: SubjectMeta,
     *,
-    convention: str | None = None,
+    convention: str | LabelConvention | None = None,
 ) -> Path:
-    """Write a segmentation over the source scan, with BraTS label values.
+    """Write a segmentation over the source scan, with the label values of its convention.
 
     Args:
         path: output ``*.nii.gz`` (or ``*.nii``).
-        prediction: on the network grid ``meta.shape``: either ``(D, H, W)`` integer class indices ``0 .. 3``,
-            or ``(K, D, H, W)`` scores (probabilities or logits), reduced by ``argmax`` over ``K``.
+        prediction: on the network grid ``meta.shape``: either ``(D, H, W)`` integer class indices ``0 .. K-1``,
+            or ``(K, D, H, W)`` scores (probabilities or logits), reduced by ``argmax`` over ``K``; ``K`` is the
+            convention's number of classes (4, or 5 for ``"brats2024"``).
         meta: the subject's metadata from ``load_subject``.
-        convention: label values to write, ``"brats2018"`` (``{0, 1, 2, 4}``) or ``"brats2023"``
-            (``{0, 1, 2, 3}``); default ``meta.label_convention``.
+        convention: label values to write, a registered name (``"brats2018"``: ``{0, 1, 2, 4}``;
+            ``"brats2023"``: ``{0, 1, 2, 3}``; ``"brats2024"``: ``{0, 1, 2, 3, 4}``; ``"msd_brats"``: MSD Task01
+            and nnU-Net BraTS values) or a :class:`~art_seg.data.labels.LabelConvention`; default
+            ``meta.label_convention``, the convention the subject was loaded with, so that a prediction is
+            written in its dataset's own labels.
 
     Returns:
         The written path: ``uint8`` ``(*meta.original_shape)`` with the source affine and header; outside the
@@ -64,11 +68,14 @@ def write_prediction(
     """
     check_type("meta", meta, SubjectMeta)
     check_type("prediction", prediction, np.ndarray)
-    convention = meta.label_convention if convention is None else convention
-    check_choice("convention", convention, LABEL_CONVENTIONS)
+    spec = get_convention(meta.label_convention if convention is None else convention)
     if prediction.ndim == 4:
-        if prediction.shape[0] != NB_CLASSES:
-            raise ValueError(f"prediction scores must be ({NB_CLASSES}, D, H, W), got shape {prediction.shape}")
+        k = spec.nb_classes
+        if prediction.shape[0] != k:
+            raise ValueError(
+                f"prediction scores must be ({k}, D, H, W) for the {k} classes of {spec.name}, got shape "
+                f"{prediction.shape}"
+            )
         check_finite("prediction", prediction)
         prediction = prediction.argmax(axis=0)
     elif prediction.ndim != 3 or not np.issubdtype(prediction.dtype, np.integer):
@@ -78,7 +85,7 @@ def write_prediction(
         )
     if prediction.shape != meta.shape:
         raise ValueError(f"prediction must be on the network grid {meta.shape}, got spatial shape {prediction.shape}")
-    values = classes_to_labels(meta.crop_pad.invert(prediction), convention)
+    values = classes_to_labels(meta.crop_pad.invert(prediction), spec)
     return save_nifti(path, values, meta.affine, meta.header, np.uint8)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -16,7 +17,16 @@ LAYOUTS = {
     "brats2020": ("BraTS20_Training_001", "BraTS20_Training_001", ("t1", "t1ce", "t2", "flair", "seg"), "_"),
     "brats2021": ("BraTS2021_00000", "BraTS2021_00000", ("t1", "t1ce", "t2", "flair", "seg"), "_"),
     "brats2023": ("BraTS-GLI-00000-000", "BraTS-GLI-00000-000", ("t1n", "t1c", "t2w", "t2f", "seg"), "-"),
+    "brats2024": ("BraTS-GLI-00005-100", "BraTS-GLI-00005-100", ("t1n", "t1c", "t2w", "t2f", "seg"), "-"),
 }
+#: The label convention discovery gives each layout.
+LAYOUT_CONVENTIONS = {"brats2023": "brats2023", "brats2024": "brats2024"}
+#: MSD Task01 BrainTumour: channels in file order, and its labels (value -> name).
+MSD_MODALITY = {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
+MSD_LABELS = {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}
+#: art_seg modality -> MSD file channel, and art_seg class -> MSD label value.
+MSD_CHANNEL_OF = {"t1": 1, "t1ce": 2, "t2": 3, "flair": 0}
+MSD_VALUE_OF_CLASS = (0, 2, 1, 3)
 
 
 def tiny_case(seed: int = 0, shape: tuple[int, ...] = SHAPE, label_values: tuple[int, ...] = (1, 2, 4)):
@@ -61,7 +71,7 @@ def write_subject(
     else:
         subject_id = default_id
     if label_values is None:
-        label_values = (1, 2, 3) if layout == "brats2023" else (1, 2, 4)
+        label_values = (1, 2, 3) if layout in ("brats2023", "brats2024") else (1, 2, 4)
     image, label = tiny_case(seed, shape, label_values)
     paths: dict = {}
     for c, suffix in enumerate(suffixes[:4]):
@@ -101,3 +111,53 @@ def craft(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(blob)
     return path
+
+
+def post_treatment_label(shape: tuple[int, ...] = SHAPE) -> np.ndarray:
+    """tiny_case's label in BraTS 2024 values (1 NETC, 2 SNFH, 3 ET) plus a resection cavity (4) of 2x2x2 voxels."""
+    _, label = tiny_case(0, shape, (1, 2, 3))
+    label[8:10, 2:4, 2:4] = 4
+    return label
+
+
+def write_json(path: Path, content: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=1))
+    return path
+
+
+def write_nnunet_case(
+    root: Path, case: str, image: np.ndarray, label: np.ndarray | None, *, folder: str = "Tr", ending: str = ".nii.gz"
+) -> None:
+    """``images<folder>/<case>_000k<ending>`` per channel of ``image`` (C, *spatial) and ``labels<folder>/<case>``."""
+    for k, channel in enumerate(image):
+        save(root / f"images{folder}" / f"{case}_{k:04d}{ending}", channel, dtype=np.int16)
+    if label is not None:
+        save(root / f"labels{folder}" / f"{case}{ending}", label, dtype=np.uint8)
+
+
+def write_msd_task(root: Path, cases: dict[str, tuple[np.ndarray, np.ndarray | None]], **extra) -> dict:
+    """A Decathlon Task01-like folder: one 4-D ``(x, y, z, C)`` image per case (channels in ``MSD_MODALITY``
+    order), 3-D labels, and its dataset.json (``extra`` keys replace the defaults)."""
+    training, test = [], []
+    for case, (image, label) in cases.items():
+        save(root / ("imagesTr" if label is not None else "imagesTs") / f"{case}.nii.gz", np.moveaxis(image, 0, -1),
+             dtype=np.float32)  # fmt: skip
+        if label is not None:
+            save(root / "labelsTr" / f"{case}.nii.gz", label, dtype=np.uint8)
+            training.append({"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"})
+        else:
+            test.append(f"./imagesTs/{case}.nii.gz")
+    content = {
+        "name": "BRATS",
+        "tensorImageSize": "4D",
+        "modality": MSD_MODALITY,
+        "labels": MSD_LABELS,
+        "numTraining": len(training),
+        "numTest": len(test),
+        "training": training,
+        "test": test,
+        **extra,
+    }
+    write_json(root / "dataset.json", content)
+    return content

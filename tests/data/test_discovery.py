@@ -8,7 +8,7 @@ import os
 import pytest
 
 from art_seg.data import Subject, SubjectError, find_subjects
-from tests.data.builders import LAYOUTS, write_subject
+from tests.data.builders import LAYOUT_CONVENTIONS, LAYOUTS, write_subject
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -18,7 +18,7 @@ def test_each_layout_is_found(tmp_path, layout, ext):
     (subject,) = find_subjects(tmp_path)
     assert subject.id == LAYOUTS[layout][0]
     assert subject.layout == layout
-    assert subject.label_convention == ("brats2023" if layout == "brats2023" else "brats2018")
+    assert subject.label_convention == LAYOUT_CONVENTIONS.get(layout, "brats2018")
     assert list(subject.paths) == ["t1", "t1ce", "t2", "flair"]
     suffixes = LAYOUTS[layout][2]
     assert [p.name for p in subject.paths.values()] == [written[s].name for s in suffixes[:4]]
@@ -159,3 +159,36 @@ def test_every_subject_skipped_says_how_many_and_why(tmp_path, monkeypatch):
             r".*BraTS20_Training_003: cannot read this folder \(PermissionError: Permission denied\); and 2 more$",
         ):
             find_subjects(tmp_path)
+
+
+# BraTS 2024 post-treatment glioma: 2023 file names, time points from 100, labels with the resection cavity.
+
+
+def test_post_treatment_gli_cases_make_the_whole_gli_set_brats2024(tmp_path):
+    """One class count per data set: a pre-treatment GLI case found with post-treatment ones is read as brats2024
+    too (its values 0..3 mean the same there); other 2023-style challenges keep brats2023."""
+    write_subject(tmp_path, "brats2024", subject_id="BraTS-GLI-00005-100")
+    write_subject(tmp_path, "brats2024", subject_id="BraTS-GLI-00005-101")
+    write_subject(tmp_path, "brats2023", subject_id="BraTS-GLI-00000-000")
+    write_subject(tmp_path, "brats2023", subject_id="BraTS-SSA-00002-000")
+    found = {s.id: (s.layout, s.label_convention) for s in find_subjects(tmp_path)}
+    assert found == {
+        "BraTS-GLI-00000-000": ("brats2023", "brats2024"),
+        "BraTS-GLI-00005-100": ("brats2024", "brats2024"),
+        "BraTS-GLI-00005-101": ("brats2024", "brats2024"),
+        "BraTS-SSA-00002-000": ("brats2023", "brats2023"),
+    }
+
+
+def test_2023_gli_cases_alone_stay_brats2023(tmp_path):
+    write_subject(tmp_path, "brats2023", subject_id="BraTS-GLI-00000-000")
+    write_subject(tmp_path, "brats2023", subject_id="BraTS-GLI-00000-001")
+    assert {s.label_convention for s in find_subjects(tmp_path)} == {"brats2023"}
+
+
+def test_label_convention_argument_applies_to_every_subject(tmp_path):
+    write_subject(tmp_path, "brats2023")
+    write_subject(tmp_path, "brats2020")
+    assert {s.label_convention for s in find_subjects(tmp_path, label_convention="brats2024")} == {"brats2024"}
+    with pytest.raises(ValueError, match="label_convention must be one of"):
+        find_subjects(tmp_path, label_convention="brats2025")

@@ -23,7 +23,7 @@ from art_seg.data import (
     load_subjects,
 )
 from art_seg.data import loading
-from tests.data.builders import AFFINE, LAYOUTS, craft, save, write_subject
+from tests.data.builders import AFFINE, LAYOUTS, craft, post_treatment_label, save, write_subject
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -300,3 +300,33 @@ def test_every_subject_skipped_says_how_many_and_why(tmp_path):
         ):
             list(iter_subjects(subjects))
     assert list(iter_subjects([])) == [] and load_subjects([]) == []  # nothing given: nothing skipped, no error
+
+
+def test_post_treatment_subject_loads_five_classes(tmp_path):
+    written = write_subject(tmp_path, "brats2024")
+    label = post_treatment_label()
+    save(written["seg"], label, dtype=np.uint8)
+    (subject,) = find_subjects(tmp_path)
+    _, classes, meta = load_subject(subject, crop=False, multiple=1)
+    assert meta.label_convention == "brats2024"
+    np.testing.assert_array_equal(classes, label.astype(np.int64))  # values are the classes, cavity = 4
+    assert np.bincount(classes.ravel()).tolist()[1:] == [1, 10, 7, 8]
+
+
+def test_cavity_under_2023_names_the_post_treatment_convention(tmp_path):
+    """A post-treatment label map read as 2023 (here a -000 time point alone): value 4 without 3 used to get only
+    the hint "pass label_convention='brats2018'", which loads the cavity as enhancing tumour."""
+    written = write_subject(tmp_path, "brats2023")
+    label = post_treatment_label()
+    label[label == 3] = 2  # no enhancing tumour left: values {0, 1, 2, 4}
+    save(written["seg"], label, dtype=np.uint8)
+    (subject,) = find_subjects(tmp_path)
+    with pytest.raises(LabelValueError, match=r"seg\.nii\.gz.*label_convention='brats2024' \(BraTS 2024 "
+                       r"post-treatment glioma: 1 NETC, 2 SNFH, 3 enhancing tumour, 4 resection cavity\)"):  # fmt: skip
+        load_subject(subject)
+    _, classes, _ = load_subject(subject, label_convention="brats2024")
+    assert classes.max() == 4
+    save(written["seg"], post_treatment_label(), dtype=np.uint8)  # 3 and 4 together: brats2024 only
+    with pytest.raises(LabelValueError, match="pass label_convention='brats2024'") as info:
+        load_subject(subject)
+    assert "brats2018" not in str(info.value)

@@ -241,3 +241,59 @@ def test_out_of_memory_while_reading_names_the_file(tmp_path, volume, monkeypatc
     monkeypatch.setattr(nib.arrayproxy.ArrayProxy, "get_unscaled", no_memory)
     with pytest.raises(NiftiValidationError, match=r"scan\.nii\.gz: out of memory reading shape \(12, 12, 8\)"):
         load_nifti(path)
+
+
+# 4-D files (the Decathlon's one file per case, channels on the 4th axis): the same checks, every volume counted.
+
+
+@pytest.mark.parametrize("ext", [".nii.gz", ".nii"])
+def test_four_d_file_reads_each_volume_once_in_any_order(tmp_path, volume, ext):
+    stack = np.stack([volume + 1000 * k for k in range(4)], axis=-1)
+    path = save(tmp_path / f"case{ext}", stack, dtype=np.int16)
+    img = nifti.open_nifti(path, volumes=4)
+    outs = [np.empty(volume.shape, np.float32) for _ in range(3)]
+    nifti.read_volumes_into(img, outs, path, [2, 0, 3])
+    for out, k in zip(outs, [2, 0, 3]):
+        np.testing.assert_array_equal(out, stack[..., k].astype(np.int16))
+    assert img.in_memory is False
+
+
+def test_four_d_header_scaling_applies_to_every_volume(tmp_path):
+    img = nib.Nifti1Image(np.arange(48, dtype=np.int16).reshape(2, 3, 4, 2), AFFINE)
+    img.header.set_slope_inter(0.5, 10.0)
+    nib.save(img, tmp_path / "scaled.nii.gz")
+    opened = nifti.open_nifti(tmp_path / "scaled.nii.gz", volumes=2)
+    outs = [np.empty((2, 3, 4), np.float32) for _ in range(2)]
+    nifti.read_volumes_into(opened, outs, tmp_path / "scaled.nii.gz", [0, 1])
+    expected = np.arange(48).reshape(2, 3, 4, 2) * 0.5 + 10.0
+    for k in range(2):
+        np.testing.assert_allclose(outs[k], expected[..., k])
+
+
+def test_four_d_volume_count_must_match(tmp_path, volume):
+    path = save(tmp_path / "case.nii.gz", np.stack([volume] * 3, axis=-1))
+    with pytest.raises(NiftiValidationError, match=r"case\.nii\.gz: expected a 4-D image of 4 volumes \(x, y, z, 4\), "
+                       r"one per channel, got shape \(12, 12, 8, 3\)"):  # fmt: skip
+        nifti.open_nifti(path, volumes=4)
+    with pytest.raises(NiftiValidationError, match=r"expected a 4-D image of 3 volumes.*got shape \(12, 12, 8\)"):
+        nifti.open_nifti(save(tmp_path / "three_d.nii.gz", volume), volumes=3)
+    assert nifti.open_nifti(save(tmp_path / "one.nii.gz", volume), volumes=1).shape == (12, 12, 8)
+    with pytest.raises(ValueError, match="volumes must be >= 1"):
+        nifti.open_nifti(path, volumes=0)
+
+
+def test_four_d_files_count_every_volume_against_max_voxels(tmp_path, volume, monkeypatch):
+    path = save(tmp_path / "case.nii", np.stack([volume] * 4, axis=-1))
+    monkeypatch.setattr(nifti, "MAX_VOXELS", 4 * 12 * 12 * 8 - 1)  # each volume fits, the file does not
+    with pytest.raises(NiftiValidationError, match=r"case\.nii: shape \(12, 12, 8, 4\) has 4608 voxels"):
+        nifti.open_nifti(path, volumes=4)
+
+
+@pytest.mark.parametrize("check_crc", [True, False])
+def test_four_d_bomb_and_truncation_refused_before_reading(tmp_path, volume, check_crc):
+    bomb = craft(tmp_path / "bomb.nii.gz", np.stack([volume] * 4, axis=-1), dim=(600, 600, 600, 4))
+    with pytest.raises(NiftiValidationError, match=r"bomb\.nii\.gz: (the header declares|shape \(600, 600, 600, 4\))"):
+        nifti.open_nifti(bomb, volumes=4, check_crc=check_crc)
+    cut = craft(tmp_path / "cut.nii.gz", np.stack([volume] * 4, axis=-1), dim=(12, 12, 8, 5))
+    with pytest.raises(NiftiValidationError, match=r"cut\.nii\.gz: truncated: .* shape \(12, 12, 8, 5\)"):
+        nifti.open_nifti(cut, volumes=5, check_crc=check_crc)

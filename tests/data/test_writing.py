@@ -13,7 +13,7 @@ from art_seg.data import (
     write_prediction,
     write_volume,
 )
-from tests.data.builders import AFFINE, write_subject
+from tests.data.builders import AFFINE, post_treatment_label, save, write_subject
 
 
 @pytest.fixture
@@ -119,3 +119,17 @@ def test_volume_bad_inputs(tmp_path, loaded):
         write_perturbation(tmp_path / "v.nii.gz", bad, meta)
     with pytest.raises(ValueError, match="units must be one of"):
         write_volume(tmp_path / "v.nii.gz", image, meta, units="hu")
+
+
+def test_post_treatment_prediction_from_five_scores(tmp_path):
+    written = write_subject(tmp_path / "data", "brats2024")
+    label = post_treatment_label()
+    save(written["seg"], label, dtype=np.uint8)
+    _, classes, meta = load_subject(find_subjects(tmp_path / "data")[0], margin=1, multiple=8)
+    scores = np.eye(5, dtype=np.float32)[classes].transpose(3, 0, 1, 2)
+    img = nib.load(write_prediction(tmp_path / "p.nii.gz", scores, meta))
+    assert img.shape == label.shape
+    np.testing.assert_array_equal(img.affine, AFFINE)
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), label)  # the cavity written back as 4
+    with pytest.raises(ValueError, match=r"scores must be \(5, D, H, W\) for the 5 classes of brats2024"):
+        write_prediction(tmp_path / "p.nii.gz", scores[:4], meta)
