@@ -27,9 +27,7 @@ from art_seg.estimators.conversion import (
     as_tensor,
     check_array_type,
     check_input,
-    check_labels,
     check_voxel_weights,
-    to_label_tensor,
 )
 from art_seg.estimators.segmenter import SegmenterMixin
 from art_seg.losses.registry import per_sample_loss
@@ -115,8 +113,9 @@ class SegmentationAttack(EvasionAttack, abc.ABC):
                 e.g. the tumour only.
 
         Returns:
-            ``x_adv`` with the shape, kind (numpy or tensor) and floating dtype of ``x``; tensors on the
-            estimator's device. ``self.iterations_`` then holds the gradient steps each sample used.
+            ``x_adv`` with the shape, kind (numpy or tensor) and floating dtype of ``x``; tensors on ``x``'s
+            device (ART's rule; the attack loop itself runs on the estimator's device). ``self.iterations_``
+            then holds the gradient steps each sample used.
 
         Raises:
             TypeError, ValueError: bad ``x``, ``y``, ``mask`` or ``voxel_weights`` (named, with the offending
@@ -127,7 +126,7 @@ class SegmentationAttack(EvasionAttack, abc.ABC):
         batch_shape = (x.shape[0], *x.shape[2:])
         if y is None and self.targeted:
             raise ValueError(f"{type(self).__name__} is targeted: pass the target label map as y")
-        form = None if y is None else check_labels(y, batch_shape=batch_shape, nb_classes=estimator.nb_classes)
+        form = None if y is None else estimator.check_labels(y, x)
         if mask is not None:
             _check_mask(mask, tuple(x.shape))
         if voxel_weights is not None:
@@ -144,9 +143,7 @@ class SegmentationAttack(EvasionAttack, abc.ABC):
             if y is None:
                 y_batch = self._predicted_labels(x_batch)
             else:
-                y_batch = to_label_tensor(
-                    y[part], form, spatial_shape=batch_shape[1:], device=estimator.device, dtype=estimator.dtype
-                )
+                y_batch = estimator.label_tensor(y[part], form, batch_shape[1:])
             mask_batch = None if mask is None else _expanded(mask, x.shape)[part].to(estimator.device) != 0
             weights_batch = None
             if voxel_weights is not None:
@@ -157,7 +154,7 @@ class SegmentationAttack(EvasionAttack, abc.ABC):
             outputs.append(x_adv.detach())
         x_adv = torch.cat(outputs)
         if isinstance(x, torch.Tensor):
-            return x_adv.to(x.dtype) if x.is_floating_point() else x_adv
+            return x_adv.to(device=x.device, dtype=x.dtype if x.is_floating_point() else x_adv.dtype)
         x_adv_np = x_adv.cpu().numpy()
         return x_adv_np.astype(x.dtype, copy=False) if np.issubdtype(x.dtype, np.floating) else x_adv_np
 

@@ -12,7 +12,7 @@ from art.attacks.attack import EvasionAttack
 from art_seg._checks import check_type
 from art_seg.attacks.base import SegmentationAttack, run_attack
 from art_seg.attacks.scores import foreground_dice
-from art_seg.estimators.conversion import as_tensor, check_labels, to_label_tensor
+from art_seg.estimators.conversion import as_tensor
 
 
 class WorstCaseEnsemble(EvasionAttack):
@@ -66,10 +66,7 @@ class WorstCaseEnsemble(EvasionAttack):
         if y is None:
             raise ValueError("y is required: WorstCaseEnsemble scores members by Dice against y")
         estimator = self.estimator
-        form = check_labels(y, batch_shape=(x.shape[0], *x.shape[2:]), nb_classes=estimator.nb_classes)
-        labels = to_label_tensor(
-            y, form, spatial_shape=tuple(x.shape[2:]), device=estimator.device, dtype=estimator.dtype
-        )
+        labels = estimator.label_tensor(y, estimator.check_labels(y, x), x.shape[2:])
         best, scores = None, []
         for attack in self.attacks:
             x_adv = run_attack(attack, x, y, mask)
@@ -87,7 +84,7 @@ class WorstCaseEnsemble(EvasionAttack):
         self.scores_ = all_scores.cpu().numpy()
         self.chosen_ = (all_scores.argmax(0) if self.targeted else all_scores.argmin(0)).cpu().numpy()
         if isinstance(x, torch.Tensor):
-            return best.to(x.dtype)
+            return best.to(device=x.device, dtype=x.dtype)
         return best.cpu().numpy().astype(x.dtype, copy=False)
 
     def _check_params(self) -> None:

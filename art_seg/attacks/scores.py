@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from art_seg._checks import check_choice
+from art_seg.estimators.prediction import hard_prediction
 
 
 def hard_labels(scores: torch.Tensor, activation: str, *, from_logits: bool) -> torch.Tensor:
@@ -17,11 +17,8 @@ def hard_labels(scores: torch.Tensor, activation: str, *, from_logits: bool) -> 
     Raises:
         ValueError: an unknown ``activation``.
     """
-    check_choice("activation", activation, ("softmax", "sigmoid"))
-    if activation == "softmax":
-        index = scores.argmax(dim=1, keepdim=True)
-        return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, index, True)
-    return scores > 0 if from_logits else scores > 0.5
+    prediction = hard_prediction(scores, activation, from_logits=from_logits)
+    return one_hot(prediction, scores.shape[1]) if activation == "softmax" else prediction
 
 
 def one_hot(labels: torch.Tensor, nb_classes: int) -> torch.Tensor:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -32,3 +34,12 @@ class SegmenterMixin(ABC):
     @abstractmethod
     def dtype(self) -> torch.dtype:
         """The torch dtype inputs are cast to."""
+
+    @abstractmethod
+    def check_labels(self, y: Any, x: Any) -> str:
+        """Validate labels ``y`` for images ``x (N, C, *spatial)`` and return their form, ``"index"`` or ``"soft"``."""
+
+    @abstractmethod
+    def label_tensor(self, y: Any, form: str, spatial_shape: Sequence[int]) -> torch.Tensor:
+        """Labels checked by :meth:`check_labels` as the loss target on the estimator's device (a region model's
+        class indices become its region masks)."""

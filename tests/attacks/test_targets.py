@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from art_seg.attacks import TargetedIterativeFGSM
+from art_seg.attacks import IterativeFGSM, TargetedIterativeFGSM, WorstCaseEnsemble
 from art_seg.attacks.targets import erase_labels, no_tumour, relabel
+from art_seg.estimators import PyTorchSegmenter
+from tests.attacks.conftest import region_maps
+from tests.helpers import make_blob_task
 
 INDEX = np.array([[[0, 1], [2, 3]]])  # (1, 2, 2)
 MULTI_HOT = np.array([[[[1, 1], [1, 0]], [[0, 1], [1, 0]], [[0, 0], [1, 0]]]], dtype=np.float32)  # (1, 3, 2, 2)
@@ -64,3 +67,20 @@ def test_ti_fgsm_erases_the_regions_of_a_sigmoid_model(region_segmenter, region_
     attack = TargetedIterativeFGSM(region_segmenter, eps=0.5, eps_step=0.1, max_iter=10)
     after = (region_segmenter.predict(attack.generate(x, no_tumour(y))) > 0.5).sum()
     assert before > 300 and after <= 0.3 * before, (before, after)  # 1158 -> 246 voxel-channels on
+
+
+def test_a_region_model_takes_class_index_labels_in_attacks_and_the_ensemble(region_segmenter):
+    # class indices reach a region model through the estimator's own label conversion, in every attack: the same
+    # adversarial example as from the region masks those classes stand for
+    x, y_index = make_blob_task(2, seed=1)
+    regions = {"both": (1, 2), "second": (2,)}
+    seg = PyTorchSegmenter(
+        region_segmenter.model, "dice_ce", input_shape=region_segmenter.input_shape, nb_classes=2,
+        activation="sigmoid", regions=regions, clip_values=(-3.0, 5.0), device_type="cpu",
+    )  # fmt: skip
+    attack = IterativeFGSM(seg, eps=0.2, eps_step=0.05, max_iter=2)
+    from_index = attack.generate(x, y_index)
+    from_masks = attack.generate(x, region_maps(y_index))
+    np.testing.assert_array_equal(from_index, from_masks)
+    ensemble = WorstCaseEnsemble([IterativeFGSM(seg, eps=0.2, eps_step=0.05, max_iter=2)])
+    np.testing.assert_array_equal(ensemble.generate(x, y_index), from_masks)
