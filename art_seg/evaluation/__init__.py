@@ -1,5 +1,5 @@
 """Robustness evaluation: attack sweeps with resumable, fingerprinted results, the study-style report and plots,
-and the gradient-masking check."""
+the gradient-masking check, and the one way a prediction is scored per region (softmax and region models)."""
 
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec, attack_spec
 from art_seg.evaluation.fingerprints import model_fingerprint
@@ -7,6 +7,7 @@ from art_seg.evaluation.gradient_masking import MaskingCheck, gradient_masking_c
 from art_seg.evaluation.markdown import study_table
 from art_seg.evaluation.plots import plot_overlay, plot_robustness_curves
 from art_seg.evaluation.report import write_report
+from art_seg.evaluation.scoring import model_regions, region_channels, region_dice, region_hd95, region_masks
 from art_seg.evaluation.robustness import (
     EvaluationSample,
     RobustnessEvaluator,
@@ -28,9 +29,14 @@ __all__ = [
     "gradient_masking_check",
     "grid_diagonal",
     "model_fingerprint",
+    "model_regions",
     "plot_overlay",
     "plot_robustness_curves",
     "read_results",
+    "region_channels",
+    "region_dice",
+    "region_hd95",
+    "region_masks",
     "samples_from_arrays",
     "samples_from_subjects",
     "study_table",

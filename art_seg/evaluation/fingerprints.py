@@ -8,10 +8,10 @@ shape and bytes (in C order, on the CPU). Equal content gives equal digests, wha
 memory layouts; any change of a byte gives another.
 
 What a segmenter's fingerprint holds (:func:`model_fingerprint`): the model's class and state_dict (weights and
-buffers), and the settings that change what it predicts: activation, number of classes, loss (attacks follow its
-gradient), clip values, preprocessing and its defences, postprocessing defences, sliding window and autocast. Not
-the device, ``channels_last`` or ``torch.compile``: they change speed, not the computation (beyond floating-point
-rounding).
+buffers), and the settings that change what it predicts: activation, number of classes, region spec (which region
+each channel of a region model is), loss (attacks follow its gradient), clip values, preprocessing and its
+defences, postprocessing defences, sliding window and autocast. Not the device, ``channels_last`` or
+``torch.compile``: they change speed, not the computation (beyond floating-point rounding).
 """
 
 from __future__ import annotations
@@ -139,6 +139,7 @@ def model_fingerprint(segmenter: PyTorchSegmenter) -> dict[str, Any]:
         "inference": {
             "activation": segmenter.activation,
             "nb_classes": segmenter.nb_classes,
+            "regions": _plain(segmenter.regions),
             "loss": _plain(segmenter.loss),
             "clip_values": _plain(segmenter.clip_values),
             "preprocessing": _operations(segmenter.preprocessing_operations),

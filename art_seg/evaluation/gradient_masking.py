@@ -22,10 +22,8 @@ import torch
 from art.attacks.attack import EvasionAttack
 
 from art_seg._checks import check_number, check_type
-from art_seg.attacks.scores import foreground_dice
 from art_seg.estimators import PyTorchSegmenter
-from art_seg.estimators.conversion import as_tensor
-from art_seg.metrics import dice_per_region
+from art_seg.evaluation.scoring import model_regions, region_channels, region_dice
 
 __all__ = ["MaskingCheck", "gradient_masking_check"]
 
@@ -99,36 +97,43 @@ def gradient_masking_check(
         make_attack: ``(estimator, loss) -> attack``, e.g.
             ``lambda est, loss: IterativeFGSM(est, eps=0.3, eps_step=0.075, max_iter=10, loss=loss)``; called
             with ``loss=None`` (the model's own), ``"margin"``, and on ``reference`` for the transfer attack.
-        x: images ``(N, C, *spatial)``; y: class-index label maps ``(N, *spatial)``.
-        reference: an undefended model of the same task (same input shape and classes) to transfer from.
+        x: images ``(N, C, *spatial)``; y: class-index label maps ``(N, *spatial)`` (also for a region model:
+            the estimator turns them into its region masks for the attacks, and its region spec for scoring).
+        reference: an undefended model of the same task and input shape to transfer from; it may be of another
+            kind than ``defended`` (a softmax reference for a region model, for instance).
         regions: score each sample by its mean Dice over these regions (``{name: class indices}``, e.g.
-            :data:`art_seg.data.REGION_CLASSES` for WT, TC, ET); ``None``: mean Dice over the foreground classes.
+            :data:`art_seg.data.REGION_CLASSES` for WT, TC, ET), scored as in :mod:`art_seg.evaluation.scoring`
+            (a region model on its channels, whatever their order); ``None``: the defended model's own
+            (:func:`~art_seg.evaluation.scoring.model_regions`: each foreground class of a softmax model, each
+            region of a region model).
         mask: where the attacks may perturb (shaped like ``x``, e.g. the brain), passed to every ``generate``.
         tolerance: mean-Dice gap by which the transfer attack must beat the white-box one for
             :attr:`MaskingCheck.masking_suspected`.
 
     Returns:
-        A :class:`MaskingCheck` of per-sample Dice values.
+        A :class:`MaskingCheck` of per-sample Dice values (a region empty in both prediction and truth scores 1).
+
+    Raises:
+        TypeError: a bad ``defended``, ``reference`` or ``make_attack``.
+        ValueError: a reference of another input shape, a negative ``tolerance``, or a defended model that cannot
+            be scored on ``regions`` (see :func:`~art_seg.evaluation.scoring.region_channels`).
     """
     check_type("defended", defended, PyTorchSegmenter)
     if not callable(make_attack):
         raise TypeError(f"make_attack must be a callable (estimator, loss) -> attack, got {make_attack!r}")
     if reference is not None:
         check_type("reference", reference, PyTorchSegmenter)
-        if (reference.input_shape, reference.nb_classes) != (defended.input_shape, defended.nb_classes):
+        if reference.input_shape != defended.input_shape:
             raise ValueError(
-                f"reference has input_shape {reference.input_shape} and {reference.nb_classes} classes, the defended "
-                f"model {defended.input_shape} and {defended.nb_classes}"
+                f"reference has input_shape {reference.input_shape}, the defended model {defended.input_shape}"
             )
     check_number("tolerance", tolerance, low=0)
+    regions = model_regions(defended) if regions is None else regions
+    region_channels(defended, regions)  # raises now if the defended model cannot be scored on them
 
     def dice(x_in: Any) -> np.ndarray:
-        logits = torch.as_tensor(defended.predict(x_in, logits=True))
-        labels = as_tensor(y, device=logits.device).long()
-        if regions is None:
-            return foreground_dice(logits, labels, defended.activation).cpu().numpy()
-        pairs = zip(logits.argmax(dim=1).cpu().numpy(), labels.cpu().numpy())
-        return np.array([np.mean(list(dice_per_region(p, t, regions).values())) for p, t in pairs])
+        pairs = zip(defended.predict_labels(x_in), y)
+        return np.array([np.mean(list(region_dice(defended, p, t, regions).values())) for p, t in pairs])
 
     def attacked(estimator: PyTorchSegmenter, loss: Any) -> np.ndarray:
         attack = make_attack(estimator, loss)

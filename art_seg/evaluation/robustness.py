@@ -68,7 +68,7 @@ from art_seg.evaluation._files import (
 )
 from art_seg.evaluation.attack_specs import AttackSpec, attack_spec
 from art_seg.evaluation.fingerprints import attack_fingerprint, digest, model_fingerprint
-from art_seg.metrics import dice_per_region, hd95_per_region
+from art_seg.evaluation.scoring import region_channels, region_dice, region_hd95
 
 __all__ = [
     "EvaluationSample",
@@ -238,11 +238,19 @@ class RobustnessEvaluator:
             ``"ti-fgsm"``, ``"pgd"``, ``"fgm"``, ``"bim"``) or :class:`AttackSpec` objects (any art_seg or ART
             attack).
         eps: the eps grid, positive, in z-scored intensity units (L-inf).
-        regions: ``{name: class indices}`` scored by Dice; default the BraTS regions WT, TC, ET.
+        regions: ``{name: class indices}`` scored by Dice; default the BraTS regions WT, TC, ET. Every model is
+            scored on the same regions (:mod:`art_seg.evaluation.scoring`): a softmax model on its label map, a
+            region model (``PyTorchSegmenter(regions=...)``, sigmoid) on the channel of each region, whatever the
+            channel order, against the region's mask of the ground truth.
         iterations: steps of the named iterative attacks; step ``eps / 4``.
         hd95: also record HD95 per region, in mm.
         seed: seed of the run; every attack run is seeded from it and its own key.
         verbose: progress bar over subjects and conditions (on rank 0 only when distributed).
+
+    Raises:
+        ValueError: no model or attack, a bad eps grid, or a model that cannot be scored on one of ``regions`` (a
+            region model with no channel made of its classes, a sigmoid model with several channels and no region
+            spec), naming the model.
 
     Example:
         >>> evaluator = RobustnessEvaluator({"undefended": seg}, ["fgsm", "i-fgsm"], eps=[0.1, 0.3])  # doctest: +SKIP
@@ -278,6 +286,11 @@ class RobustnessEvaluator:
         self.attacks = specs
         self.eps = eps
         self.regions = {k: tuple(int(c) for c in v) for k, v in (regions or REGION_CLASSES).items()}
+        for name, model in self.models.items():
+            try:
+                region_channels(model, self.regions)  # every model can be scored on every region, before any work
+            except ValueError as error:
+                raise ValueError(f"models[{name!r}]: {error}") from None
         self.iterations = iterations
         self.hd95 = hd95
         self.seed = seed
@@ -359,14 +372,17 @@ class RobustnessEvaluator:
     def attack_sample(
         self, model: str, attack: str, eps: float, sample: EvaluationSample
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Re-make one adversarial example exactly as :meth:`run` did: ``(x_adv (C, *spatial), prediction)``."""
+        """Re-make one adversarial example exactly as :meth:`run` did: ``(x_adv (C, *spatial), prediction)``, the
+        prediction on it as a class-index label map ``(*spatial)`` (a region model's masks painted into classes by
+        :meth:`~art_seg.estimators.PyTorchSegmenter.to_label_map`), e.g. for an overlay."""
         if model not in self.models:
             raise ValueError(f"model must be one of {list(self.models)}, got {model!r}")
         specs = {s.name: s for s in self.attacks}
         if attack not in specs:
             raise ValueError(f"attack must be one of {list(specs)}, got {attack!r}")
-        x_adv = self._adversarial(model, self.models[model], specs[attack], float(eps), sample)
-        return x_adv[0], self.models[model].predict(x_adv, batch_size=1).argmax(axis=1)[0]
+        segmenter = self.models[model]
+        x_adv = self._adversarial(model, segmenter, specs[attack], float(eps), sample)
+        return x_adv[0], segmenter.to_label_map(segmenter.predict_labels(x_adv, batch_size=1))[0]
 
     # ------------------------------------------------------------------------------------ internals
     def _evaluate(
@@ -376,17 +392,17 @@ class RobustnessEvaluator:
         x = sample.image[None]
         if spec is not None:
             x = self._adversarial(model_name, model, spec, eps, sample)
-        prediction = model.predict(x, batch_size=1).argmax(axis=1)[0]
+        prediction = model.predict_labels(x, batch_size=1)[0]
         row: dict[str, Any] = {
             "model": model_name,
             "attack": "clean" if spec is None else spec.name,
             "eps": float(eps),
             "subject": sample.subject,
-            "dice": dice_per_region(prediction, sample.label, self.regions),
+            "dice": region_dice(model, prediction, sample.label, self.regions),
         }
         if self.hd95:
-            row["hd95"] = hd95_per_region(
-                prediction, sample.label, sample.spacing, self.regions, empty_penalty=sample.hd95_penalty
+            row["hd95"] = region_hd95(
+                model, prediction, sample.label, sample.spacing, self.regions, empty_penalty=sample.hd95_penalty
             )
         row["seconds"] = round(time.perf_counter() - t0, 4)
         return row
