@@ -26,7 +26,7 @@ from art_seg.attacks import AutoPGDSegmentation, CosPGD, IterativeFGSM, SegPGD, 
 from art_seg.data import REGIONS, find_subjects, load_arrays, make_brats_phantom, train_val_split
 from art_seg.defences import DistillationTrainer, SegmentationTrainer, copy_segmenter, load_segmenter
 from art_seg.estimators import PyTorchSegmenter
-from art_seg.metrics import mean_dice_per_region
+from art_seg.evaluation import mean_region_dice
 from art_seg.models import UNet3D
 
 
@@ -81,14 +81,14 @@ def main() -> None:
             "APGD (Dice+CE)": AutoPGDSegmentation(segmenter, eps=eps, max_iter=n, loss="own"),
         }
         members["worst-case ensemble"] = WorstCaseEnsemble(list(members.values()))
-        clean = mean_dice_per_region(segmenter.predict(x_test).argmax(1), y_test)
+        clean = mean_region_dice(segmenter, x_test, y_test)
         print(f"\n{name} model\n{'attack':<22}" + "".join(f"{r:>8}" for r in REGIONS) + "   WT/TC/ET reduction    s")
         print(f"{'clean':<22}" + "".join(f"{clean[r]:8.3f}" for r in REGIONS))
         for attack_name, attack in members.items():
             start = time.perf_counter()
             x_adv = attack.generate(x_test, y_test, mask=mask)
             seconds = time.perf_counter() - start
-            dice = mean_dice_per_region(segmenter.predict(x_adv).argmax(1), y_test)
+            dice = mean_region_dice(segmenter, x_adv, y_test)
             drops = "/".join(f"{100 * (clean[r] - dice[r]) / clean[r]:.0f}%" for r in REGIONS)
             print(f"{attack_name:<22}" + "".join(f"{dice[r]:8.3f}" for r in REGIONS) + f"   {drops:<20}{seconds:5.0f}")
 

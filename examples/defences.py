@@ -27,7 +27,6 @@ import argparse
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 from art_seg.attacks import FGSM, IterativeFGSM, TargetedIterativeFGSM
@@ -35,14 +34,8 @@ from art_seg.attacks.targets import erase_labels
 from art_seg.data import REGION_CLASSES, REGIONS, find_subjects, load_arrays, make_brats_phantom, train_val_split
 from art_seg.defences import AdversarialTrainer, DistillationTrainer, SegmentationTrainer, copy_segmenter
 from art_seg.estimators import PyTorchSegmenter
-from art_seg.evaluation import gradient_masking_check
-from art_seg.metrics import mean_dice_per_region
+from art_seg.evaluation import gradient_masking_check, mean_region_dice
 from art_seg.models import UNet3D
-
-
-def region_dice(segmenter: PyTorchSegmenter, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Mean Dice per BraTS region of the segmenter's hard prediction over the samples of ``x``."""
-    return mean_dice_per_region(segmenter.predict(x, batch_size=2).argmax(axis=1), y)
 
 
 def main() -> None:
@@ -108,8 +101,9 @@ def main() -> None:
     print(f"\nheld-out Dice on {len(x_test)} subjects, L-inf eps = {eps} (z-scored units), {iters} iterations")
     print(f"{'model':<13}{'input':<10}" + "".join(f"{r:>8}" for r in REGIONS))
     for name, segmenter in models.items():
-        rows = [("clean", region_dice(segmenter, x_test, y_test))]
-        rows += [(attack, region_dice(segmenter, run(segmenter), y_test)) for attack, run in attacks.items()]
+        rows = [("clean", mean_region_dice(segmenter, x_test, y_test, batch_size=2))]
+        for attack, run in attacks.items():
+            rows.append((attack, mean_region_dice(segmenter, run(segmenter), y_test, batch_size=2)))
         for attack, scores in rows:
             print(f"{name:<13}{attack:<10}" + "".join(f"{scores[r]:8.3f}" for r in REGIONS))
 

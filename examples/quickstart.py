@@ -32,13 +32,8 @@ from art_seg.attacks import FGSM, IterativeFGSM, TargetedIterativeFGSM
 from art_seg.attacks.targets import erase_labels
 from art_seg.data import REGIONS, find_subjects, load_arrays, make_brats_phantom, train_val_split
 from art_seg.estimators import PyTorchSegmenter
-from art_seg.metrics import mean_dice_per_region
+from art_seg.evaluation import mean_region_dice
 from art_seg.models import UNet3D
-
-
-def region_dice(segmenter: PyTorchSegmenter, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Mean Dice per BraTS region of the segmenter's hard prediction over the samples of ``x``."""
-    return mean_dice_per_region(segmenter.predict(x, batch_size=2).argmax(axis=1), y)
 
 
 def main() -> None:
@@ -85,14 +80,14 @@ def main() -> None:
         "ti-FGSM (erase tumour)": TargetedIterativeFGSM(segmenter, eps=eps, eps_step=step, max_iter=iters),
     }
     no_tumour = erase_labels(y_test, [1, 2, 3])
-    rows = [("clean", region_dice(segmenter, x_test, y_test))]
+    rows = [("clean", mean_region_dice(segmenter, x_test, y_test, batch_size=2))]
     for name, attack in attacks.items():
         target = no_tumour if name.startswith("ti-FGSM") else y_test
         if name.startswith("ART"):
             x_adv = attack.generate(x_test, target)  # ART drops masks for non-classifiers
         else:
             x_adv = attack.generate(x_test, target, mask=brain)
-        rows.append((name, region_dice(segmenter, x_adv, y_test)))
+        rows.append((name, mean_region_dice(segmenter, x_adv, y_test, batch_size=2)))
 
     print(f"\nheld-out Dice on {len(x_test)} subjects, L-inf eps = {eps} (z-scored units), {iters} iterations")
     print(f"{'input':<30}" + "".join(f"{r:>8}" for r in REGIONS))

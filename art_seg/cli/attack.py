@@ -33,7 +33,7 @@ from art_seg.data import (
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.evaluation._files import writable_folder
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec, attack_spec
-from art_seg.metrics import dice_per_region
+from art_seg.evaluation.scoring import region_dice
 
 
 def add_parser(subparsers: Any) -> None:
@@ -106,23 +106,32 @@ def attack_subject(
     meta: SubjectMeta,
     output: Path,
 ) -> dict[str, Any]:
-    """Attack one loaded subject; write its adversarial image, perturbation and predictions; its summary entry."""
+    """Attack one loaded subject; write its adversarial image, perturbation and predictions; its summary entry.
+
+    Predictions are written as class label maps (a region model's masks painted into classes by
+    :meth:`~art_seg.estimators.PyTorchSegmenter.to_label_map`), in BraTS label values; Dice is per BraTS region
+    (:func:`~art_seg.evaluation.scoring.region_dice`: a region model on its channels). Without a segmentation the
+    attack's true labels are the clean prediction.
+    """
     x = image[None]
-    clean = segmenter.predict(x, batch_size=1).argmax(1)[0]
-    target = clean[None] if label is None else label[None]
+    clean = segmenter.predict_labels(x, batch_size=1)
+    clean_map = segmenter.to_label_map(clean)[0]
+    target = clean_map[None] if label is None else label[None]
     y = spec.target(target) if spec.target is not None else target
     mask = np.broadcast_to(meta.brain_mask[None, None], x.shape).astype(np.float32)
     x_adv = attack.generate(x, y, mask=mask) if spec.masked else attack.generate(x, y)
-    adversarial = segmenter.predict(x_adv, batch_size=1).argmax(1)[0]
+    adversarial = segmenter.predict_labels(x_adv, batch_size=1)
     folder = output / meta.subject_id
     write_volume(folder / f"{meta.subject_id}_adversarial.nii.gz", x_adv[0], meta, per_modality=True)
     write_perturbation(folder / f"{meta.subject_id}_perturbation.nii.gz", x_adv[0] - image, meta)
-    write_prediction(folder / f"{meta.subject_id}_prediction_clean.nii.gz", clean, meta)
-    write_prediction(folder / f"{meta.subject_id}_prediction_adversarial.nii.gz", adversarial, meta)
+    write_prediction(folder / f"{meta.subject_id}_prediction_clean.nii.gz", clean_map, meta)
+    write_prediction(
+        folder / f"{meta.subject_id}_prediction_adversarial.nii.gz", segmenter.to_label_map(adversarial)[0], meta
+    )
     entry: dict[str, Any] = {"subject": meta.subject_id, "attack": spec.name, "eps": eps}
     if label is not None:
-        entry["dice_clean"] = dice_per_region(clean, label)
-        entry["dice_adversarial"] = dice_per_region(adversarial, label)
+        entry["dice_clean"] = region_dice(segmenter, clean[0], label)
+        entry["dice_adversarial"] = region_dice(segmenter, adversarial[0], label)
         dice = json.dumps(entry["dice_clean"]) + " -> " + json.dumps(entry["dice_adversarial"])
         print(f"{meta.subject_id}: Dice {dice}")
     return entry

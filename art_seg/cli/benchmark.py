@@ -22,7 +22,7 @@ from art_seg.cli.train import add_training_arguments, new_segmenter, train
 from art_seg.data import REGIONS, load_arrays, train_val_split
 from art_seg.evaluation._files import writable_folder
 from art_seg.evaluation.attack_specs import attack_spec
-from art_seg.metrics import mean_dice_per_region
+from art_seg.evaluation.scoring import mean_region_dice
 
 PAIRS = [("fgsm", "fgm"), ("i-fgsm", "bim"), ("i-fgsm", "pgd")]
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> None:
     mask = np.broadcast_to(np.stack([m.brain_mask for m in metas])[:, None], x_test.shape).astype(np.float32)
 
     def dice(x_in: np.ndarray) -> dict[str, float]:
-        return mean_dice_per_region(segmenter.predict(x_in, batch_size=1).argmax(1), y_test)
+        return mean_region_dice(segmenter, x_in, y_test, batch_size=1)  # a region model scored on its channels
 
     results = {"clean": {"dice": dice(x_test)}}
     for name, spec in specs.items():

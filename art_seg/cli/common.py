@@ -17,6 +17,7 @@ from art_seg.data import Subject, find_subjects, make_brats_phantom
 from art_seg.defences import load_segmenter
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.evaluation._files import atomic_write_files
+from art_seg.evaluation.scoring import region_channels
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -100,10 +101,15 @@ def write_json(path: Path, value: Any) -> None:
 def load_model(path: str | Path, device_type: str) -> tuple[PyTorchSegmenter, int]:
     """The segmenter of a ``model.pt`` and the multiple its input sizes must have (``2 ** depth``).
 
+    The segmenter is the one :func:`~art_seg.defences.load_segmenter` rebuilds, with the activation and region
+    spec the file holds; the commands score and write its predictions through them, so a model whose predictions
+    cannot be scored on the BraTS regions (a sigmoid model with several channels and no region spec) is refused
+    here, before any work.
+
     Raises:
         FileNotFoundError: no file.
-        ValueError: the file is damaged or not an art_seg model, or its content is malformed (a missing or
-            mistyped entry), naming the file.
+        ValueError: the file is damaged or not an art_seg model, its content is malformed (a missing or mistyped
+            entry), or its predictions cannot be scored on the BraTS regions, naming the file.
     """
     try:
         segmenter, checkpoint = load_segmenter(path, device_type=device_type)
@@ -111,6 +117,10 @@ def load_model(path: str | Path, device_type: str) -> tuple[PyTorchSegmenter, in
     except (KeyError, TypeError, AttributeError, IndexError) as error:
         problem = f"missing entry {error.args[0]!r}" if isinstance(error, KeyError) else str(error)
         raise ValueError(f"model {str(path)!r} is not a usable art_seg model: {problem}") from error
+    try:
+        region_channels(segmenter)
+    except ValueError as error:
+        raise ValueError(f"model {str(path)!r}: {error}") from None
     return segmenter, 2**depth
 
 

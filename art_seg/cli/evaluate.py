@@ -29,7 +29,8 @@ def add_parser(subparsers: Any) -> None:
         description="Evaluate models (NAME=PATH/model.pt, or PATH alone) on the BraTS subjects under --data: clean "
         "and under each attack at each eps, Dice per subject and region written to <output>/results.jsonl as it "
         "goes (an interrupted run resumes where it stopped), then <output>/report.md with the study-style table "
-        "(Wilcoxon signed-rank against clean) and robustness curves.",
+        "(Wilcoxon signed-rank against clean) and robustness curves. Softmax and region (sigmoid) models are scored "
+        "on the same WT, TC and ET: a region model on its channel of each region, whatever their order.",
     )
     parser.add_argument("--model", required=True, nargs="+", help="NAME=PATH or PATH of model.pt files")
     parser.add_argument("--data", required=True, help="folder of BraTS subjects (with segmentations)")

@@ -7,7 +7,14 @@ from art_seg.evaluation.gradient_masking import MaskingCheck, gradient_masking_c
 from art_seg.evaluation.markdown import study_table
 from art_seg.evaluation.plots import plot_overlay, plot_robustness_curves
 from art_seg.evaluation.report import write_report
-from art_seg.evaluation.scoring import model_regions, region_channels, region_dice, region_hd95, region_masks
+from art_seg.evaluation.scoring import (
+    mean_region_dice,
+    model_regions,
+    region_channels,
+    region_dice,
+    region_hd95,
+    region_masks,
+)
 from art_seg.evaluation.robustness import (
     EvaluationSample,
     RobustnessEvaluator,
@@ -28,6 +35,7 @@ __all__ = [
     "attack_spec",
     "gradient_masking_check",
     "grid_diagonal",
+    "mean_region_dice",
     "model_fingerprint",
     "model_regions",
     "plot_overlay",

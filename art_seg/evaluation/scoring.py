@@ -39,7 +39,7 @@ from art_seg.data import REGION_CLASSES
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.metrics import dice_score, hausdorff95
 
-__all__ = ["model_regions", "region_channels", "region_dice", "region_hd95", "region_masks"]
+__all__ = ["mean_region_dice", "model_regions", "region_channels", "region_dice", "region_hd95", "region_masks"]
 
 Regions = Mapping[str, Sequence[int]]
 ArrayLike = np.ndarray | torch.Tensor
@@ -153,6 +153,41 @@ def region_dice(
         {'WT': 0.93}
     """
     return {name: dice_score(p, t) for name, (p, t) in region_masks(segmenter, prediction, label, regions).items()}
+
+
+def mean_region_dice(
+    segmenter: PyTorchSegmenter,
+    x: ArrayLike,
+    y: ArrayLike,
+    regions: Regions | None = None,
+    *,
+    batch_size: int = 4,
+) -> dict[str, float]:
+    """Mean over the samples of each region's Dice (:func:`region_dice`) of the segmenter's prediction on ``x``.
+
+    Args:
+        segmenter: the model.
+        x: images ``(N, C, *spatial)``, numpy or torch.
+        y: ground-truth class-index maps ``(N, *spatial)``.
+        regions: ``{name: class indices}``; default :data:`art_seg.data.REGION_CLASSES`.
+        batch_size: samples per forward pass.
+
+    Returns:
+        ``{name: mean Dice}`` in the order of ``regions``.
+
+    Raises:
+        ValueError: as :func:`region_masks`, or ``x`` and ``y`` holding different numbers of samples.
+
+    Example:
+        >>> mean_region_dice(seg, x_test, y_test)  # doctest: +SKIP
+        {'WT': 0.88, 'TC': 0.74, 'ET': 0.69}
+    """
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y must hold the same number (> 0) of samples, got {len(x)} and {len(y)}")
+    region_channels(segmenter, regions)  # before the forward passes
+    predictions = segmenter.predict_labels(x, batch_size=batch_size)
+    scores = [region_dice(segmenter, p, t, regions) for p, t in zip(predictions, y)]
+    return {name: float(np.mean([s[name] for s in scores])) for name in scores[0]}
 
 
 def region_hd95(
