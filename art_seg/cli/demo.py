@@ -5,6 +5,10 @@ the undefended model to fit a CPU budget), attacks all three with FGSM, i-FGSM, 
 grid, runs the gradient-masking check on the defended models, and writes the study-style report. Everything is
 kept in ``--output``; running the same command again resumes (trained models are reused, finished evaluations
 are not redone).
+
+With ``--regions`` the three models are region models, as most shared BraTS models are: the same UNet3D with one
+sigmoid channel per region of a preset (``brats``: WT, TC, ET), trained with Dice + binary cross-entropy on the
+region masks of the class maps, and scored on the same WT, TC and ET as the softmax models.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from art_seg._checks import check_number
 from art_seg.cli.common import (
@@ -25,7 +30,7 @@ from art_seg.cli.common import (
     subjects_or_phantom,
 )
 from art_seg.cli.train import add_training_arguments, new_segmenter, save_model, train
-from art_seg.data import REGION_CLASSES, load_arrays, train_val_split
+from art_seg.data import REGION_CLASSES, REGION_PRESETS, load_arrays, region_spec, train_val_split
 from art_seg.defences import copy_segmenter
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.evaluation import (
@@ -38,6 +43,7 @@ from art_seg.evaluation import (
 )
 from art_seg.evaluation._files import writable_folder
 from art_seg.evaluation.attack_specs import attack_spec
+from art_seg.models import UNet3D
 
 ATTACKS = ["fgsm", "i-fgsm", "ti-fgsm", "pgd"]
 
@@ -61,6 +67,15 @@ def add_parser(subparsers: Any) -> None:
         help="eps grid, z-scored intensity units (default: 0.1 0.25 0.5)",
     )
     group.add_argument("--iterations", type=int, default=5, help="steps of the iterative attacks (default: 5)")
+    parser.add_argument(
+        "--regions",
+        nargs="?",
+        const="brats",
+        default=None,
+        choices=sorted(REGION_PRESETS),
+        help="train region models instead: one sigmoid channel per region of this preset (default when given: "
+        "brats, i.e. WT, TC, ET); give them another --output than a softmax demo's",
+    )
     add_phantom_arguments(parser, subjects=16)
     add_common_arguments(parser, output="art-seg-demo")
     parser.set_defaults(run=run)
@@ -85,7 +100,8 @@ def run(args: argparse.Namespace) -> None:
     )
 
     models = train_models(args, device_type, (x, y), output)
-    print(f"trained undefended, distilled and adversarial models in {time.perf_counter() - start:.0f} s")
+    kind = "softmax" if args.regions is None else f"region ({', '.join(region_spec(args.regions).names)})"
+    print(f"trained undefended, distilled and adversarial {kind} models in {time.perf_counter() - start:.0f} s")
 
     evaluator = RobustnessEvaluator(
         models, evaluator_attacks, args.eval_eps, iterations=args.iterations, seed=args.seed, verbose=not args.quiet
@@ -96,9 +112,10 @@ def run(args: argparse.Namespace) -> None:
     rows = evaluator.run(samples, output)
     overlays = draw_overlays(evaluator, samples[0], output / "overlays")
     notes = [masking_note(models, x_test, y_test, brains, args)]
-    report = write_report(
-        rows, output, title="art-seg demo: robustness on the synthetic BraTS phantom", overlays=overlays, notes=notes
-    )
+    title = "art-seg demo: robustness on the synthetic BraTS phantom"
+    if args.regions is not None:
+        title += f" (region models, {args.regions!r}: sigmoid channels {', '.join(region_spec(args.regions).names)})"
+    report = write_report(rows, output, title=title, overlays=overlays, notes=notes)
     print_findings(rows)
     print(f"\nreport: {report}  ({time.perf_counter() - start:.0f} s in all)")
 
@@ -108,7 +125,7 @@ def train_models(
 ) -> dict[str, PyTorchSegmenter]:
     """Undefended (trained from scratch), distilled and adversarially trained (fine-tuned from it)."""
     checkpoints = output / "checkpoints"
-    undefended = new_segmenter(data[0].shape[1:], args, device_type)
+    undefended = demo_segmenter(data[0].shape[1:], args, device_type)
     trainer = train("none", undefended, data, None, args, checkpoints / "undefended")
     save_model(output / "models" / "undefended.pt", undefended, trainer, {"defence": "none"})
     defence_args = argparse.Namespace(**{**vars(args), "epochs": args.defence_epochs})
@@ -122,12 +139,34 @@ def train_models(
     return models
 
 
+def demo_segmenter(in_shape: tuple[int, ...], args: argparse.Namespace, device_type: str) -> PyTorchSegmenter:
+    """The undefended model before training: ``art-seg train``'s UNet3D with Dice + CE over the 4 classes, or
+    with ``--regions`` the same UNet3D with one sigmoid channel per region of the preset, Dice + binary
+    cross-entropy per channel, trained on the class maps (the estimator turns them into region masks)."""
+    if args.regions is None:
+        return new_segmenter(in_shape, args, device_type)
+    spec = region_spec(args.regions)
+    torch.manual_seed(args.seed)
+    model = UNet3D(in_shape[0], spec.nb_regions, base_filters=args.base_filters, depth=args.depth)
+    return PyTorchSegmenter(
+        model,
+        "dice_ce",
+        input_shape=in_shape,
+        nb_classes=spec.nb_regions,
+        activation="sigmoid",
+        regions=spec,
+        optimizer=torch.optim.Adam(model.parameters(), lr=args.lr),
+        device_type=device_type,
+    )
+
+
 def draw_overlays(evaluator: RobustnessEvaluator, sample: Any, folder: Path) -> list[tuple[str, Path]]:
     """Slice overlays of the first held-out subject at the largest eps: each model under i-FGSM, and ti-FGSM."""
     eps = max(evaluator.eps)
     folder.mkdir(parents=True, exist_ok=True)
     clean = {
-        name: model.predict(sample.image[None], batch_size=1).argmax(1)[0] for name, model in evaluator.models.items()
+        name: model.to_label_map(model.predict_labels(sample.image[None], batch_size=1))[0]
+        for name, model in evaluator.models.items()
     }
     cases = [(name, "i-FGSM") for name in evaluator.models] + [("undefended", "ti-FGSM")]
     overlays = []
