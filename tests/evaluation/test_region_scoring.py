@@ -16,6 +16,7 @@ from art_seg.data import REGION_CLASSES, REGION_PRESETS
 from art_seg.evaluation import (
     RobustnessEvaluator,
     gradient_masking_check,
+    mean_region_dice,
     model_regions,
     region_channels,
     region_dice,
@@ -78,6 +79,17 @@ def test_softmax_scoring_is_dice_per_region_of_the_label_map() -> None:
     assert 0 < region_dice(seg, prediction[0], y[0], regions)["c1"] < 1
     assert model_regions(seg) == {"1": (1,), "2": (2,), "3": (3,)}
     assert model_regions(region_oracle("monai_brats")) == {"TC": (1, 3), "WT": (1, 2, 3), "ET": (3,)}
+
+
+def test_mean_region_dice_averages_the_samples_of_a_batch() -> None:
+    x, y = oracle_data()
+    for preset in ("monai_brats", "nnunet_brats"):
+        assert mean_region_dice(region_oracle(preset), x, y, batch_size=2) == PERFECT
+    empty = empty_model(3, "sigmoid", regions="monai_brats")
+    expected = [empty_region_dice(label, REGION_CLASSES) for label in y]
+    assert mean_region_dice(empty, x, y) == {r: np.mean([e[r] for e in expected]) for r in ("WT", "TC", "ET")}
+    with pytest.raises(ValueError, match="x and y must hold the same number .* got 3 and 2"):
+        mean_region_dice(empty, x, y[:2])
 
 
 def test_unscorable_models_and_bad_predictions_are_clear_errors() -> None:
