@@ -135,6 +135,8 @@ def region_masks(
         )
     spec = segmenter.regions
     if spec is not None:
+        if prediction.dtype != bool and not np.isin(prediction, (0, 1)).all():
+            raise ValueError(f"prediction of a region model must hold masks (bool or 0 and 1), got {prediction.dtype}")
         truth = spec.to_masks(label, spatial_dims=label.ndim)
         return {name: (prediction[r].astype(bool), truth[r]) for name, r in channels.items()}
     predicted = segmenter.to_label_map(prediction[None])[0]

@@ -107,6 +107,8 @@ def test_unscorable_models_and_bad_predictions_are_clear_errors() -> None:
     prediction = seg.predict_labels(x)
     with pytest.raises(ValueError, match=r"prediction must have shape \(3, 6, 6, 6\) \(one mask per channel"):
         region_dice(seg, prediction, y[0])  # the batch, not one sample
+    with pytest.raises(ValueError, match="prediction of a region model must hold masks"):
+        region_dice(seg, seg.predict(x)[0], y[0])  # probabilities, not masks
     with pytest.raises(TypeError, match="label must be an integer class-index map"):
         region_dice(seg, prediction[0], y[0].astype(np.float32))
     with pytest.raises(ValueError, match="label_map must hold classes in"):
