@@ -15,7 +15,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from art_seg.attacks import FGSM
 from art_seg.cli import attack, evaluate
 from art_seg.cli.main import main
 from art_seg.data import classes_to_labels, find_subjects, load_arrays, save_nifti
@@ -23,7 +22,7 @@ from art_seg.data.synthetic import phantom_affine
 from art_seg.defences import save_checkpoint, segmenter_settings
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.models import UNet3D
-from tests.evaluation.oracles import oracle_data, region_oracle, softmax_oracle
+from tests.evaluation.oracles import region_oracle, softmax_oracle
 
 SHAPE = (8, 8, 8)
 
@@ -112,21 +111,6 @@ def test_a_sigmoid_model_without_regions_is_refused_in_one_line(oracle_subjects,
     assert "\n" not in error and not (output / "results.jsonl").exists()
 
 
-def attacks_take_class_maps_for_region_models() -> bool:
-    """Whether art_seg's attacks accept class-index labels for a region model (the estimator turns them into region
-    masks); on main at the time of writing, ``SegmentationAttack.generate`` checked them as softmax classes."""
-    x, y = oracle_data(n=1)
-    try:
-        FGSM(region_oracle("brats"), eps=0.1).generate(x, y)
-    except ValueError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(
-    not attacks_take_class_maps_for_region_models(),
-    reason="art_seg/attacks/base.py: generate() checks labels without the estimator's activation and regions",
-)
 def test_demo_regions_trains_region_models_and_writes_their_study_table(tmp_path, capsys):
     output = tmp_path / "demo"
     arguments = ["--subjects", "4", "--shape", "16", "16", "16", "--base-filters", "4", "--depth", "1", "--quiet"]

@@ -10,8 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from art.attacks.evasion import FastGradientMethod
-
+from art_seg.attacks import IterativeFGSM
 from art_seg.data import REGION_CLASSES, REGION_PRESETS
 from art_seg.evaluation import (
     RobustnessEvaluator,
@@ -118,8 +117,7 @@ def test_unscorable_models_and_bad_predictions_are_clear_errors() -> None:
 
 
 # ------------------------------------------------------------------------------------------ the evaluator
-# The sweeps attack with ART's FGM, which hands class-index labels straight to the estimator (every attack's
-# own handling of region models is tested in tests/attacks).
+# One cheap attack per sweep: the clean rows are under test here (attacks on region models: tests/attacks).
 ATTACK = ["fgm"]
 
 
@@ -181,8 +179,7 @@ def test_resume_with_another_region_convention_recomputes_its_rows(tmp_path) -> 
 
 # ------------------------------------------------------------------------------------------ masking check
 def make_attack(estimator, loss):
-    """ART's FGM whatever the loss: only the scoring is under test here."""
-    return FastGradientMethod(estimator, eps=0.05)
+    return IterativeFGSM(estimator, eps=0.05, eps_step=0.05, max_iter=1, loss=loss)
 
 
 @pytest.mark.parametrize("name", ["softmax", *PRESETS])
