@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,32 +66,14 @@ def run(args: argparse.Namespace) -> None:
     if not subjects:
         raise ValueError(f"no BraTS subjects found under --input {args.input!r}")
     attack = spec.build(segmenter, args.eps)
-    summary, skipped = [], []
-    loaded = recording_warnings(iter_subjects(subjects, multiple=multiple), skipped)
+    summary = []
+    loaded = iter_subjects(subjects, multiple=multiple)  # warns for each subject it skips; raises if all are
     for image, label, meta in tqdm(loaded, total=len(subjects), desc="art-seg attack", disable=args.quiet):
         summary.append(attack_subject(segmenter, attack, spec, args.eps, image, label, meta, output))
-    n_skipped = len(subjects) - len(summary)
-    if not summary:
-        reason = f"; the first: {skipped[0]}" if skipped else ""
-        raise ValueError(f"all {n_skipped} subject(s) under --input {args.input!r} were skipped{reason}")
     write_json(output / "attack_summary.json", summary)
+    n_skipped = len(subjects) - len(summary)
     skipped_text = f"; skipped {n_skipped} that could not be read (see the warnings)" if n_skipped else ""
     print(f"wrote {len(summary)} subject(s) to {output}{skipped_text}")
-
-
-def recording_warnings(items: Iterator[Any], messages: list[str]) -> Iterator[Any]:
-    """``items``, with the text of every warning raised while the next item is produced (the loader's warning
-    for each subject it skips) appended to ``messages``; each warning is still issued as usual."""
-    while True:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            item = next(items, None)
-        for warning in caught:
-            messages.append(str(warning.message))
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-        if item is None:
-            return
-        yield item
 
 
 def attack_subject(

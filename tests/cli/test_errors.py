@@ -196,6 +196,6 @@ def test_attack_fails_when_every_subject_is_skipped(tmp_path, model, capsys) -> 
     with pytest.warns(UserWarning, match="skipping subject"):
         assert main([*argv, "--output", str(tmp_path / "all_bad")]) == 1
     line = one_error_line(capsys, "attack")
-    assert line.startswith(f"all 2 subject(s) under --input {str(data)!r} were skipped; the first: skipping subject")
-    assert subjects[0].paths["flair"].name in line
+    assert line.startswith(f"no subject could be loaded: 2 subjects were skipped: {subjects[0].id}: ")
+    assert subjects[0].paths["flair"].name in line and "truncated" in line
     assert not (tmp_path / "all_bad" / "attack_summary.json").exists()

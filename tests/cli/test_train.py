@@ -36,7 +36,7 @@ def test_resume_with_changed_settings_is_refused_in_one_line(trained, tmp_path, 
     output = tmp_path / "run"
     shutil.copytree(trained, output)
     capsys.readouterr()
-    assert main(["train", *TINY, "--epochs", "2", "--resume", *change, "--output", str(output)]) == 2
+    assert main(["train", *TINY, "--epochs", "2", "--resume", *change, "--output", str(output)]) == 1
     error = capsys.readouterr().err
     assert error.startswith("art-seg train: error: ") and message in error and error.count("\n") == 1
     assert read_checkpoint(output / "checkpoints" / "last.pt")["epoch"] == 1
@@ -49,7 +49,7 @@ def test_resume_refuses_a_foreign_best_checkpoint(trained, tmp_path, capsys) -> 
     shutil.copytree(trained, output)
     shutil.copy(other / "checkpoints" / "best.pt", output / "checkpoints" / "best.pt")
     capsys.readouterr()
-    assert main(["train", *TINY, "--epochs", "2", "--resume", "--output", str(output)]) == 2
+    assert main(["train", *TINY, "--epochs", "2", "--resume", "--output", str(output)]) == 1
     error = capsys.readouterr().err
     assert "best.pt' is from another architecture" in error and error.count("\n") == 1
 
