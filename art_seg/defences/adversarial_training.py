@@ -22,7 +22,8 @@ from art_seg._checks import check_number, check_type
 from art_seg.attacks import IterativeFGSM
 from art_seg.attacks.base import run_attack
 from art_seg.attacks.targets import erase_labels
-from art_seg.defences.training import SegmentationTrainer, plain
+from art_seg.defences.checkpoint import plain
+from art_seg.defences.training import SegmentationTrainer
 from art_seg.estimators import PyTorchSegmenter
 
 __all__ = ["AdversarialTrainer", "AdversarialTrainerMadryPGD", "adversarial_count"]

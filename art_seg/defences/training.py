@@ -63,6 +63,7 @@ from art_seg.defences.checkpoint import (
     check_architecture,
     checked_entry,
     model_device,
+    plain,
     read_checkpoint,
     save_checkpoint,
     segmenter_settings,
@@ -606,22 +607,6 @@ def data_fingerprint(x: ArrayLike, y: ArrayLike) -> str:
         digest.update(f"{values.dtype.str}{values.shape}".encode())
         digest.update(memoryview(values).cast("B"))
     return f"{digest.hexdigest()} ({len(x)} samples)"
-
-
-def plain(value: Any) -> Any:
-    """A setting as checkpoint-safe plain data: numbers, strings, ``None``, lists (tuples, arrays and tensors
-    become lists), dicts of those; anything else as its ``repr``."""
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return np.asarray(value if not isinstance(value, torch.Tensor) else value.detach().cpu()).tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return repr(value)
 
 
 def copy_segmenter(segmenter: PyTorchSegmenter, **params: Any) -> PyTorchSegmenter:
