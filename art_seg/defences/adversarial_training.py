@@ -21,8 +21,9 @@ from art_seg import distributed
 from art_seg._checks import check_number, check_type
 from art_seg.attacks import IterativeFGSM
 from art_seg.attacks.base import run_attack
-from art_seg.attacks.targets import erase_labels
-from art_seg.defences.training import SegmentationTrainer, plain
+from art_seg.attacks.targets import no_tumour
+from art_seg.defences.checkpoint import plain
+from art_seg.defences.training import SegmentationTrainer
 from art_seg.estimators import PyTorchSegmenter
 
 __all__ = ["AdversarialTrainer", "AdversarialTrainerMadryPGD", "adversarial_count"]
@@ -39,15 +40,19 @@ class AdversarialTrainer(SegmentationTrainer):
     random from ``attacks``; the step then trains on the mixed batch with the true labels. Under DDP, ``B`` is the
     global batch and its ``ceil(ratio * B)`` adversarial samples are split over the processes as the batch is
     (:func:`adversarial_count`), so the share does not depend on the number of processes.
-    Targeted attacks (``attack.targeted``, e.g. ti-FGSM) aim at ``target(y)``, by default "no tumour":
-    every foreground class erased to background (class 0).
+    Targeted attacks (``attack.targeted``, e.g. ti-FGSM) aim at ``target(y)``, by default "no tumour"
+    (:func:`~art_seg.attacks.targets.no_tumour`): class 0 at every voxel of class-index labels (also for a region
+    model, whose regions are then all off), every region channel off in multi-hot labels, the background channel
+    on in a softmax model's one-hot maps.
+    Adversarial examples are made on the model's full-resolution head (the estimator's gradients are), and a
+    deeply supervised model trains on them with its deep-supervision loss.
 
     Args:
         segmenter: the estimator to train (with an optimizer); every attack must be built on it.
         attacks: one ART ``EvasionAttack`` or a sequence of them.
         ratio: share of each batch, in ``[0, 1]``, replaced by adversarial examples (1: Madry et al.).
         warmup_epochs: clean epochs before adversarial examples start.
-        target: for targeted attacks, ``y -> target label map`` (class indices).
+        target: for targeted attacks, ``y -> target`` in the form of ``y`` (class indices or multi-hot maps).
         seed, checkpoint_dir, patience, min_delta, restore_best, training_mode, verbose: as in
             :class:`~art_seg.defences.SegmentationTrainer`. Random starts of attacks without a seed of their own
             follow the run's seed.
@@ -91,10 +96,16 @@ class AdversarialTrainer(SegmentationTrainer):
         self.attacks = attacks
         self.ratio = float(ratio)
         self.warmup_epochs = warmup_epochs
-        self.target = target if target is not None else self._erase_foreground
+        self.target = target if target is not None else self._no_tumour
 
-    def _erase_foreground(self, y: ArrayLike) -> ArrayLike:
-        return erase_labels(y, list(range(1, self.segmenter.nb_classes)))
+    def _no_tumour(self, y: ArrayLike) -> ArrayLike:
+        """:func:`~art_seg.attacks.targets.no_tumour`, with a softmax model's one-hot maps all background."""
+        target = no_tumour(y)
+        segmenter = self.segmenter
+        maps = target.ndim == len(segmenter.input_shape) + 1 and target.shape[1] == segmenter.nb_classes
+        if segmenter.activation == "softmax" and maps:
+            target[:, 0] = 1
+        return target
 
     def _batch(self, x: ArrayLike, y: ArrayLike, batch_size: int) -> tuple[ArrayLike, ArrayLike]:
         n = x.shape[0]

@@ -19,6 +19,7 @@ A checkpoint is one ``.pt`` file holding a plain dict (tensors, numbers, strings
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tempfile
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from art_seg._checks import check_choice, check_finite, check_type
+from art_seg.data.regions import RegionSpec
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.models import UNet2D, UNet3D
 
@@ -42,6 +44,11 @@ SEGMENTER_SETTINGS: dict[str, type | tuple[type, ...]] = {
     "activation": str,
     "clip_values": (list, type(None)),
     "preprocessing": (list, type(None)),
+}
+#: entries added with region models and deep supervision, and the value a checkpoint written before them implies
+LATER_SETTINGS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "regions": ((dict, type(None)), None),
+    "deep_supervision": ((str, list, type(None)), "auto"),
 }
 
 
@@ -263,7 +270,8 @@ def _architecture_differences(payload: dict[str, Any], model: torch.nn.Module) -
 
 
 def segmenter_settings(segmenter: PyTorchSegmenter) -> dict[str, Any]:
-    """A segmenter's constructor settings as plain data (loss by name only; preprocessing as mean and std).
+    """A segmenter's constructor settings as plain data (loss by name only; preprocessing as mean and std; a
+    region spec as the dict of its fields; deep supervision as its name, ``None`` or a list of weights).
 
     Raises:
         ValueError: the loss is a callable, or preprocessing defences are set (they cannot be stored as data).
@@ -275,6 +283,7 @@ def segmenter_settings(segmenter: PyTorchSegmenter) -> dict[str, Any]:
         raise ValueError("a segmenter with preprocessing or postprocessing defences cannot be saved for load_segmenter")
     standardisation = segmenter.preprocessing
     clip = segmenter.clip_values
+    regions = segmenter.regions
     return {
         "loss": segmenter.loss,
         "input_shape": list(segmenter.input_shape),
@@ -284,7 +293,25 @@ def segmenter_settings(segmenter: PyTorchSegmenter) -> dict[str, Any]:
         "preprocessing": None
         if standardisation is None
         else [np.asarray(standardisation.mean).ravel().tolist(), np.asarray(standardisation.std).ravel().tolist()],
+        "regions": None if regions is None else plain(dataclasses.asdict(regions)),
+        "deep_supervision": plain(segmenter.deep_supervision),
     }
+
+
+def plain(value: Any) -> Any:
+    """A setting as checkpoint-safe plain data: numbers, strings, ``None``, lists (tuples, arrays and tensors
+    become lists), dicts of those; anything else as its ``repr``."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return np.asarray(value if not isinstance(value, torch.Tensor) else value.detach().cpu()).tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return repr(value)
 
 
 def load_segmenter(
@@ -318,6 +345,10 @@ def load_segmenter(
         )
     for key, types in SEGMENTER_SETTINGS.items():
         checked_entry(settings, key, types, path, "segmenter.")
+    later = {
+        key: checked_entry(settings, key, types, path, "segmenter.") if key in settings else default
+        for key, (types, default) in LATER_SETTINGS.items()
+    }
     if arch["class"] not in MODELS or arch["config"] is None:
         raise CheckpointError(
             f"checkpoint {str(path)!r} holds a {arch['class']!r}; load_segmenter rebuilds {list(MODELS)}"
@@ -338,6 +369,8 @@ def load_segmenter(
             else tuple(_scalar_or_array("preprocessing", p) for p in preprocessing),
             optimizer=None if learning_rate is None else torch.optim.Adam(model.parameters(), lr=learning_rate),
             device_type=device_type,
+            regions=None if later["regions"] is None else RegionSpec(**later["regions"]),
+            deep_supervision=later["deep_supervision"],
         )
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {str(path)!r} segmenter settings: {error}") from None

@@ -6,6 +6,14 @@ trained on the teacher's voxel-wise soft labels ``softmax(teacher_logits / T)`` 
 optionally mixed with the hard labels; the student is deployed at ``T = 1``, so its softmax saturates. Distillation
 is known to hide gradients rather than remove vulnerability (Carlini and Wagner 2016): check a distilled model with
 :func:`art_seg.evaluation.gradient_masking_check`.
+
+Deep supervision: the teacher's soft labels come from its full-resolution head, the one it is deployed with. For a
+student that returns several heads, the soft labels are a target like the hard labels: every head learns them,
+resized to its size by nearest neighbour, with the student's deep-supervision weights
+(:meth:`~art_seg.estimators.PyTorchSegmenter.training_loss`), so the soft and the hard term weight the heads
+alike, the decoder stages get the gradient deep supervision exists for, and under DDP every head is used (with
+``alpha = 0`` a soft term on the main head alone would leave the other heads untrained). The teacher, when trained
+here, trains on every head at temperature ``T``.
 """
 
 from __future__ import annotations
@@ -36,8 +44,8 @@ class _TemperatureTrainer(SegmentationTrainer):
         self.temperature = temperature
         self._description = f"DistillationTrainer (teacher, T={temperature:g})"
 
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, x_model: torch.Tensor) -> torch.Tensor:
-        return super()._loss(logits / self.temperature, labels, x_model)
+    def _loss(self, heads: list[torch.Tensor], labels: torch.Tensor, x_model: torch.Tensor) -> torch.Tensor:
+        return super()._loss([head / self.temperature for head in heads], labels, x_model)
 
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "temperature": self.temperature}
@@ -52,7 +60,8 @@ class DistillationTrainer(SegmentationTrainer):
     ``(1 - alpha) * s * soft_loss(student_logits / T, p_teacher) + alpha * loss(student_logits, y)``
 
     with ``p_teacher = softmax(teacher_logits / T)`` (``sigmoid`` for sigmoid segmenters) on the same batch, and
-    ``loss`` the student's own. The temperature acts only here, by dividing logits by ``T`` (the losses have no
+    ``loss`` the student's own. For a deeply supervised student both terms are its deep-supervision loss over its
+    heads (see the module docstring). The temperature acts only here, by dividing logits by ``T`` (the losses have no
     temperature of their own). The scale ``s`` is ``T**2`` where Hinton et al.'s (2015) argument holds: a soft
     cross-entropy (``soft_loss="ce"``), whose logit gradients shrink as ``1 / T**2``, mixed with a hard term
     (``alpha > 0``), so that the two terms' gradients stay on one scale at any ``T``. Otherwise ``s = 1``: with
@@ -65,7 +74,7 @@ class DistillationTrainer(SegmentationTrainer):
 
     Args:
         student: the segmenter to distil into; it needs an optimizer.
-        teacher: a segmenter of the same input shape, classes and activation; ``None`` builds one as a copy of
+        teacher: a segmenter of the same input shape, classes, activation and regions; ``None`` builds one as a copy of
             ``student`` (same architecture and initial weights, a fresh optimizer of the same kind).
         temperature: ``T > 0``; 10 to 100 in Papernot et al.
         alpha: weight in ``[0, 1]`` of the hard-label term.
@@ -172,17 +181,17 @@ class DistillationTrainer(SegmentationTrainer):
             self._teacher_trainer.fit_generator(generator, epochs, validation_data, resume)
         return super().fit_generator(generator, nb_epochs, validation_data, resume)
 
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, x_model: torch.Tensor) -> torch.Tensor:
+    def _loss(self, heads: list[torch.Tensor], labels: torch.Tensor, x_model: torch.Tensor) -> torch.Tensor:
         teacher, t = self._teacher, self.temperature
         teacher.model.eval()
         with torch.no_grad():
-            teacher_logits = teacher.logits(x_model) / t
+            teacher_logits = teacher.logits(x_model) / t  # the teacher's full-resolution head
         soft = teacher_logits.softmax(dim=1) if teacher.activation == "softmax" else teacher_logits.sigmoid()
-        loss = per_sample_loss(self.soft_loss, activation=self.student.activation)(logits / t, soft, None)
+        loss = self.student.training_loss([head / t for head in heads], soft, loss=self.soft_loss)
         if self.alpha == 0:
             return loss
         scale = t**2 if self.soft_loss == "ce" else 1.0  # Hinton et al.: soft CE next to a hard term
-        return (1 - self.alpha) * scale * loss + self.alpha * super()._loss(logits, labels, x_model)
+        return (1 - self.alpha) * scale * loss + self.alpha * super()._loss(heads, labels, x_model)
 
     def _config(self) -> dict[str, Any]:
         soft_loss = self.soft_loss if isinstance(self.soft_loss, str) else getattr(self.soft_loss, "__name__", "")
@@ -191,7 +200,7 @@ class DistillationTrainer(SegmentationTrainer):
 
 def _check_teacher(teacher: Any, student: PyTorchSegmenter) -> None:
     check_type("teacher", teacher, PyTorchSegmenter)
-    for name in ("input_shape", "nb_classes", "activation", "device"):
+    for name in ("input_shape", "nb_classes", "activation", "regions", "device"):
         if getattr(teacher, name) != getattr(student, name):
             raise ValueError(
                 f"teacher {name} {getattr(teacher, name)!r} differs from the student's {getattr(student, name)!r}"

@@ -4,6 +4,12 @@
 ``Trainer``; :class:`~art_seg.defences.DistillationTrainer` and :class:`~art_seg.defences.AdversarialTrainer`
 subclass it and change only what a batch is trained on.
 
+What is trained and scored: the model's output heads (one for a plain model; a deeply supervised model's heads as
+it returns them in the mode it trains in) with the segmenter's
+:meth:`~art_seg.estimators.PyTorchSegmenter.training_loss` (its deep-supervision weighting); training and
+validation Dice, early stopping and the best checkpoint with the activation-aware hard prediction of the
+full-resolution head (:func:`hard_dice`), per region for a region model.
+
 Repeatability: epoch ``e`` shuffles with, and runs under a torch random state seeded from, ``(seed, e)`` alone
 (the caller's global random state is left as it was), so a run resumed from the checkpoint of epoch ``e`` takes
 exactly the steps an uninterrupted run takes.
@@ -31,6 +37,12 @@ process group of ``W > 1`` processes is initialised, every trainer trains data-p
   attack differ between processes (``AdversarialTrainer`` attacks ``ceil(ratio * B)`` samples of each global
   batch, split over the processes as the batch is); a distributed run is repeatable and resumable for a given
   number of processes.
+- deeply supervised models: heads whose loss weight is 0 (nnU-Net's lowest-resolution head, every extra head
+  with ``deep_supervision=None``) would leave their parameters without a gradient, which DDP (built without
+  ``find_unused_parameters``) refuses; each step adds ``0 * sum(head)`` of every head to the objective it
+  back-propagates, so those parameters get a gradient of exactly 0. The update stays that of single-process
+  training, unlike nnU-Net's remedy (weight ``1e-6`` on the lowest head under DDP, which trains it a little), and
+  without ``find_unused_parameters``'s search of the autograd graph at every step;
 - validation Dice is computed by rank 0 and broadcast, so early stopping and best-model decisions agree on every
   process; only rank 0 writes checkpoints and shows the progress bar; ``fit`` returns on every process after
   the last checkpoint is written. ``checkpoint_dir`` must be on a file system every process sees (on one machine
@@ -56,20 +68,20 @@ from tqdm.auto import tqdm
 
 from art_seg import distributed
 from art_seg._checks import check_number, check_type
-from art_seg.attacks.scores import foreground_dice
+from art_seg.attacks.scores import hard_labels, one_hot, per_sample_dice
 from art_seg.defences.checkpoint import (
     CheckpointError,
     apply_checkpoint,
     check_architecture,
     checked_entry,
     model_device,
+    plain,
     read_checkpoint,
     save_checkpoint,
     segmenter_settings,
 )
-from art_seg.estimators import PyTorchSegmenter
-from art_seg.estimators.conversion import as_tensor, check_labels, to_label_tensor
-from art_seg.losses import per_sample_loss
+from art_seg.estimators import PyTorchSegmenter, hard_prediction
+from art_seg.estimators.conversion import as_tensor
 
 __all__ = [
     "EpochRecord",
@@ -78,6 +90,7 @@ __all__ = [
     "copy_segmenter",
     "data_fingerprint",
     "epoch_seed",
+    "hard_dice",
 ]
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -93,17 +106,27 @@ class NonFiniteLossError(RuntimeError):
 class EpochRecord:
     """One epoch of training.
 
+    Dice is that of the model's hard prediction (:func:`~art_seg.estimators.hard_prediction`: the argmax class
+    of a softmax model, each sigmoid channel on where its logit is ``> 0``), scored by :func:`hard_dice`: over the
+    foreground classes of a softmax model, over every channel (region) of a sigmoid model; a class or region
+    empty in both prediction and truth scores 1 (BraTS).
+
     Attributes:
         epoch: 1-based epoch number.
-        loss: mean training loss over the epoch's batches.
-        dice: mean foreground Dice of the hard predictions on the training batches (in training mode).
-        val_dice: mean foreground Dice on the validation data after the epoch (``None`` without validation).
+        loss: mean training loss over the epoch's batches (the deep-supervision loss of a model with heads).
+        dice: mean Dice of the full-resolution head on the training batches (in training mode).
+        val_dice: mean Dice on the validation data after the epoch (``None`` without validation); what early
+            stopping and the best checkpoint go by.
+        val_region_dice: a region model's mean validation Dice per region, by region name in channel order, e.g.
+            ``{"WT": 0.91, "TC": 0.85, "ET": 0.78}`` (``val_dice`` is their mean); ``None`` for other models or
+            without validation.
     """
 
     epoch: int
     loss: float
     dice: float
     val_dice: float | None
+    val_region_dice: dict[str, float] | None = None
 
 
 def epoch_seed(seed: int, epoch: int, rank: int | None = None) -> int:
@@ -204,7 +227,9 @@ class SegmentationTrainer(Trainer):
             batch_size: samples per step; with ``W`` processes the global batch, a multiple of ``W``, of which
                 each process trains on ``batch_size / W`` (see the module docstring).
             nb_epochs: the epoch count to reach (a resumed run continues up to it).
-            validation_data: ``(x_val, y_val)``, scored by mean foreground Dice after each epoch.
+            validation_data: ``(x_val, y_val)`` (labels in any form ``y`` may take), scored after each epoch by
+                the Dice of :meth:`~art_seg.estimators.PyTorchSegmenter.predict_labels` (see
+                :class:`EpochRecord`).
             resume: continue from ``checkpoint_dir/last.pt`` if it exists (else start afresh). It must be the same
                 run: the trainer's settings, the optimizer's hyper-parameters (learning rate, ...), the segmenter's
                 settings (loss, ...), ``batch_size``, the training and validation data (hashed:
@@ -230,7 +255,7 @@ class SegmentationTrainer(Trainer):
             )
         segmenter = self.segmenter
         segmenter._check_x(x)
-        segmenter._check_y(y, x)
+        segmenter.check_labels(y, x)
         n = x.shape[0]
         data_config = {"batch_size": batch_size, "training_data": data_fingerprint(x, y)}
 
@@ -297,10 +322,12 @@ class SegmentationTrainer(Trainer):
         (adversarial training replaces part of it)."""
         return x, y
 
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, x_model: torch.Tensor) -> torch.Tensor:
-        """Per-sample training loss ``(N,)`` of the model's ``logits`` on its input ``x_model``."""
-        segmenter = self.segmenter
-        return per_sample_loss(segmenter.loss, activation=segmenter.activation)(logits, labels, None)
+    def _loss(self, heads: list[torch.Tensor], labels: torch.Tensor, x_model: torch.Tensor) -> torch.Tensor:
+        """Per-sample training loss ``(N,)`` of the model's output ``heads`` (logits, the full-resolution head first;
+        one for a model without deep supervision) on its input ``x_model``: the segmenter's
+        :meth:`~art_seg.estimators.PyTorchSegmenter.training_loss` (its loss on every head, weighted as its
+        ``deep_supervision`` says, labels resized to each head)."""
+        return self.segmenter.training_loss(heads, labels)
 
     def _config(self) -> dict[str, Any]:
         """Settings a resumed run must share with the run that wrote the checkpoint (plain data): the trainer's,
@@ -382,10 +409,13 @@ class SegmentationTrainer(Trainer):
                         progress.update(1)
                         progress.set_postfix(epoch=epoch + 1, loss=f"{loss:.4f}", dice=f"{dice:.3f}")
                 model.eval()
-                val_dice = None
+                val_dice, val_region_dice = None, None
                 if validation is not None:  # rank 0's, so that every process takes the same decisions
-                    val_dice = distributed.broadcast_object(self._validation_dice(*validation) if rank == 0 else None)
-                record = EpochRecord(epoch + 1, *_epoch_means(losses, dices, shares, processes), val_dice)
+                    scores = self._validation_dice(*validation) if rank == 0 else None
+                    val_dice, val_region_dice = distributed.broadcast_object(scores)
+                record = EpochRecord(
+                    epoch + 1, *_epoch_means(losses, dices, shares, processes), val_dice, val_region_dice
+                )
                 self.history.append(record)
                 if val_dice is not None:
                     progress.set_postfix(epoch=epoch + 1, loss=f"{record.loss:.4f}", val_dice=f"{val_dice:.3f}")
@@ -410,7 +440,8 @@ class SegmentationTrainer(Trainer):
         """One optimizer step on this process's slice ``x_batch, y_batch`` of a global batch of ``batch_size``
         samples, of weight ``share``; ``where`` (e.g. ``"epoch 2, batch 5 of 8"``) names it in errors.
 
-        Returns the batch's mean loss and training Dice (unweighted).
+        The model's heads are trained with :meth:`_loss` (the deep-supervision loss); the training Dice is that of
+        the full-resolution head. Returns the batch's mean loss and training Dice (unweighted).
 
         Raises:
             NonFiniteLossError: the loss is NaN or Inf (on any process: every process raises), before the step,
@@ -421,13 +452,17 @@ class SegmentationTrainer(Trainer):
             x_batch, y_batch = self._batch(x_batch, y_batch, batch_size)
         x_model, labels = segmenter.training_batch(x_batch, y_batch)
         model.train(mode=self.training_mode)
-        logits = self._forward(x_model)
-        loss = self._loss(logits, labels, x_model).mean()
+        heads = segmenter.training_heads(x_model, module=self._ddp)
+        loss = self._loss(heads, labels, x_model).mean()
         self._check_finite(loss.detach(), where)
+        objective = loss if share == 1.0 else loss * share
+        if self._ddp is not None and len(heads) > 1:  # weight-0 heads get a zero gradient (module docstring)
+            objective = objective + sum(head.sum() for head in heads) * 0.0
         segmenter.optimizer.zero_grad(set_to_none=True)
-        (loss if share == 1.0 else loss * share).backward()
+        objective.backward()
         segmenter.optimizer.step()
-        dice = foreground_dice(logits.detach(), labels, segmenter.activation).mean()
+        prediction = hard_prediction(heads[0].detach(), segmenter.activation)
+        dice = hard_dice(prediction, labels, segmenter.activation, segmenter.nb_classes).mean()
         return float(loss.detach()), float(dice)
 
     def _check_finite(self, loss: torch.Tensor, where: str) -> None:
@@ -443,27 +478,25 @@ class SegmentationTrainer(Trainer):
                 f"the step. Check the model's weights and the inputs for NaN/Inf, or lower the learning rate"
             )
 
-    def _forward(self, x_model: torch.Tensor) -> torch.Tensor:
-        """The training forward: the segmenter's logits, through the DDP wrapper when training distributed."""
-        return self.segmenter.logits(x_model, module=self._ddp)
-
     def _validation_tensors(self, validation_data: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError(f"validation_data must be a pair (x_val, y_val), got {type(validation_data).__name__}")
         x_val, y_val = validation_data
         segmenter = self.segmenter
         segmenter._check_x(x_val)
-        form = check_labels(y_val, batch_shape=(x_val.shape[0], *x_val.shape[2:]), nb_classes=segmenter.nb_classes)
+        form = segmenter.check_labels(y_val, x_val)
         x_t = as_tensor(x_val, device=segmenter.device, dtype=segmenter.dtype)
-        labels = to_label_tensor(
-            y_val, form, spatial_shape=tuple(x_t.shape[2:]), device=segmenter.device, dtype=segmenter.dtype
-        )
-        return x_t, labels
+        return x_t, segmenter.label_tensor(y_val, form, tuple(x_t.shape[2:]))
 
-    def _validation_dice(self, x_val: torch.Tensor, labels: torch.Tensor) -> float:
+    def _validation_dice(self, x_val: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, float] | None]:
+        """Mean Dice of the segmenter's hard prediction on the validation data, and per region for a region model
+        (see :class:`EpochRecord`)."""
         segmenter = self.segmenter
-        logits = segmenter.predict(x_val, batch_size=2, logits=True)
-        return float(foreground_dice(logits, labels, segmenter.activation).mean())
+        prediction = segmenter.predict_labels(x_val, batch_size=2)
+        dice = hard_dice(prediction, labels, segmenter.activation, segmenter.nb_classes)
+        regions = segmenter.regions
+        per_region = None if regions is None else dict(zip(regions.names, dice.mean(dim=0).tolist()))
+        return float(dice.mean()), per_region
 
     def _save(self, name: str, epoch: int, config: dict[str, Any], best: _Best) -> None:
         if self.checkpoint_dir is None or distributed.rank() != 0:
@@ -483,6 +516,42 @@ class SegmentationTrainer(Trainer):
             state=state,
             segmenter=self._segmenter_settings,
         )
+
+
+def hard_dice(prediction: torch.Tensor, labels: torch.Tensor, activation: str, nb_classes: int) -> torch.Tensor:
+    """Dice of a hard prediction per sample and scored channel: what the trainers report and stop on.
+
+    Args:
+        prediction: from :func:`~art_seg.estimators.hard_prediction` or
+            :meth:`~art_seg.estimators.PyTorchSegmenter.predict_labels`: ``int64 (N, *spatial)`` class indices
+            (``"softmax"``) or ``bool (N, K, *spatial)`` channel masks (``"sigmoid"``).
+        labels: the truth on the same device, as :meth:`~art_seg.estimators.PyTorchSegmenter.label_tensor` gives
+            it: class indices ``int64 (N, *spatial)`` or maps ``(N, K, *spatial)``, taken hard (the argmax class
+            for ``"softmax"``, ``> 0.5`` for ``"sigmoid"``).
+        activation: ``"softmax"`` or ``"sigmoid"``.
+        nb_classes: the model's channels ``K``.
+
+    Returns:
+        ``float64 (N, K')``: for ``"softmax"`` the foreground classes ``1..K-1``; for ``"sigmoid"`` every channel
+        (a region model's regions, in channel order). A channel empty in both prediction and truth scores 1, one
+        empty in the truth only 0 (BraTS).
+
+    Example:
+        >>> prediction = torch.tensor([[[True, True], [False, False]]])  # (1, 2 regions, 2 voxels)
+        >>> truth = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+        >>> hard_dice(prediction, truth, "sigmoid", 2).tolist()
+        [[0.6666666666666666, 1.0]]
+    """
+    if activation == "softmax":
+        if labels.is_floating_point():
+            truth = hard_labels(labels, activation, from_logits=False)
+        else:
+            truth = one_hot(labels, nb_classes)
+        predicted, truth = one_hot(prediction, nb_classes)[:, 1:], truth[:, 1:]
+    else:
+        predicted, truth = prediction, labels > 0.5
+    n, k = predicted.shape[:2]
+    return per_sample_dice(predicted.flatten(0, 1).unsqueeze(1), truth.flatten(0, 1).unsqueeze(1)).view(n, k)
 
 
 def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
@@ -539,6 +608,7 @@ _RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "loss": (int, float),
     "dice": (int, float),
     "val_dice": (int, float, type(None)),
+    "val_region_dice": (dict, type(None)),
 }
 
 
@@ -606,22 +676,6 @@ def data_fingerprint(x: ArrayLike, y: ArrayLike) -> str:
         digest.update(f"{values.dtype.str}{values.shape}".encode())
         digest.update(memoryview(values).cast("B"))
     return f"{digest.hexdigest()} ({len(x)} samples)"
-
-
-def plain(value: Any) -> Any:
-    """A setting as checkpoint-safe plain data: numbers, strings, ``None``, lists (tuples, arrays and tensors
-    become lists), dicts of those; anything else as its ``repr``."""
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return np.asarray(value if not isinstance(value, torch.Tensor) else value.detach().cpu()).tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return repr(value)
 
 
 def copy_segmenter(segmenter: PyTorchSegmenter, **params: Any) -> PyTorchSegmenter:

@@ -634,8 +634,6 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             regions=self._regions,
         )
 
-    _check_y = check_labels  # the name art_seg.defences.training still calls
-
     def label_tensor(self, y: ArrayLike, form: LabelForm, spatial_shape: Sequence[int]) -> torch.Tensor:
         """Labels checked by :meth:`check_labels` as the loss target on :attr:`device` (call it per batch).
 

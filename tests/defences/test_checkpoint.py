@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 import art_seg.models.unet as unet
+from art_seg.data import region_spec
 from art_seg.defences import (
     CheckpointError,
     load_checkpoint,
@@ -199,3 +201,29 @@ def test_a_bad_optimizer_state_loads_nothing(tmp_path) -> None:
     with pytest.raises(CheckpointError, match=r"checkpoint '.*c.pt' optimizer state does not fit the Adam optimizer"):
         load_checkpoint(path, target, optimizer)
     assert torch.count_nonzero(target.head.weight) == 0
+
+
+def test_load_segmenter_rebuilds_a_region_model_with_its_regions(tmp_path) -> None:
+    model = UNet3D(2, 3, base_filters=2, depth=1)
+    seg = PyTorchSegmenter(
+        model, "dice_ce", input_shape=(2, 4, 4, 4), nb_classes=3, activation="sigmoid", device_type="cpu",
+        regions="monai_brats", deep_supervision="nnunet",
+    )  # fmt: skip
+    save_checkpoint(tmp_path / "m.pt", model=model, segmenter=segmenter_settings(seg))
+    loaded, _ = load_segmenter(tmp_path / "m.pt")
+    assert loaded.regions == region_spec("monai_brats") and loaded.deep_supervision == "nnunet"
+    x = np.random.default_rng(0).normal(size=(2, 2, 4, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict_labels(x), seg.predict_labels(x))
+    settings = read_checkpoint(tmp_path / "m.pt")["segmenter"]
+    assert settings["regions"] == {
+        "names": ["TC", "WT", "ET"],
+        "classes": [[1, 3], [1, 2, 3], [3]],
+        "class_order": [1, 2, 3],
+        "paint_order": [1, 0, 2],
+    }
+    # a checkpoint written before regions were stored loads as a model without them
+    settings = segmenter_settings(seg)
+    del settings["regions"], settings["deep_supervision"]
+    save_checkpoint(tmp_path / "old.pt", model=model, segmenter=settings)
+    old, _ = load_segmenter(tmp_path / "old.pt")
+    assert old.regions is None and old.deep_supervision == "auto"

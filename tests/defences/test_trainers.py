@@ -330,7 +330,7 @@ def test_distillation_loss_is_tempered_soft_ce_mixed_with_hard_loss(small_data) 
         ]
     )
     expected = 0.75 * 9.0 * soft_ce + 0.25 * hard
-    torch.testing.assert_close(trainer._loss(logits, labels, x_model), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(trainer._loss([logits], labels, x_model), expected, rtol=1e-5, atol=1e-6)
 
 
 def _uniform_distillation(alpha: float, soft_loss: str) -> tuple[DistillationTrainer, torch.Tensor, torch.Tensor]:
@@ -364,7 +364,7 @@ def test_distillation_loss_hand_computed_values(alpha: float, soft_loss: str, ex
     # uniform student (1/3) against a uniform teacher on 8**3 voxels of 3 classes: soft CE = hard CE = ln 3 per
     # voxel, soft Dice of each class (2 V / 9 + 1e-5) / (2 V / 3 + 1e-5) with V = 512
     trainer, logits, (labels, x_model) = _uniform_distillation(alpha, soft_loss)
-    loss = trainer._loss(logits, labels, x_model)
+    loss = trainer._loss([logits], labels, x_model)
     torch.testing.assert_close(loss, torch.full((2,), expected), rtol=1e-6, atol=1e-7)
 
 

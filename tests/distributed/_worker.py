@@ -63,6 +63,32 @@ def train_distilled() -> PyTorchSegmenter:
     return seg
 
 
+class ListHeads(torch.nn.Module):
+    """Deep supervision as nnU-Net's networks do it: a list of heads at full, half and quarter resolution, each
+    with parameters of its own. nnU-Net's weights (2/3, 1/3, 0) leave the quarter head's without a loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Conv3d(2, 4, 3, padding=1)
+        self.heads = torch.nn.ModuleList(torch.nn.Conv3d(4, 3, 1) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = torch.tanh(self.body(x))
+        return [head(torch.nn.functional.avg_pool3d(features, 2**i)) for i, head in enumerate(self.heads)]
+
+
+def train_deep_supervision() -> PyTorchSegmenter:
+    """A deeply supervised model whose lowest head has weight 0 (DDP refuses parameters left without gradient)."""
+    torch.manual_seed(0)
+    model = ListHeads()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seg = PyTorchSegmenter(
+        model, "dice_ce", input_shape=(2, *SHAPE), nb_classes=3, optimizer=optimizer, device_type="cpu"
+    )
+    SegmentationTrainer(seg, seed=0).fit(*data(8), batch_size=4, nb_epochs=2)
+    return seg
+
+
 def train_from_batches() -> PyTorchSegmenter:
     """``fit_generator`` on this process's share of fixed global batches of 4 (all of them in one process)."""
     x, y = data(8)
@@ -114,8 +140,14 @@ def nan_on_rank_1() -> str:
 
 
 #: more runs, each to match its single-process run: adversarial (each process attacks its own slice; FGSM on every
-#: sample, so deterministic), distillation (teacher and student trained one after the other), fit_generator
-OTHER_RUNS = {"adversarial": train_adversarial, "distilled": train_distilled, "batches": train_from_batches}
+#: sample, so deterministic), distillation (teacher and student trained one after the other), fit_generator, deep
+#: supervision with a head of weight 0
+OTHER_RUNS = {
+    "adversarial": train_adversarial,
+    "distilled": train_distilled,
+    "batches": train_from_batches,
+    "deep_supervision": train_deep_supervision,
+}
 
 
 def evaluator(seg: PyTorchSegmenter) -> RobustnessEvaluator:
