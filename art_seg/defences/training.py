@@ -80,7 +80,7 @@ from art_seg.defences.checkpoint import (
     save_checkpoint,
     segmenter_settings,
 )
-from art_seg.estimators import PyTorchSegmenter, hard_prediction
+from art_seg.estimators import NonFiniteLossError, PyTorchSegmenter, hard_prediction
 from art_seg.estimators.conversion import as_tensor
 
 __all__ = [
@@ -96,10 +96,6 @@ __all__ = [
 ArrayLike = np.ndarray | torch.Tensor
 
 LAST, BEST = "last.pt", "best.pt"
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or Inf: training stopped before the step, naming the epoch and the batch."""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,10 @@ DeepSupervision = str | Sequence[float] | None
 AUTOCAST_DTYPES = (None, "bfloat16", "float16")
 
 
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf: training stopped before the step, naming the epoch and the batch."""
+
+
 class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
     """ART estimator wrapping a PyTorch network that maps images to per-voxel logits.
 
@@ -552,6 +556,9 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             shuffle: reshuffle the samples every epoch.
             seed: seed for the shuffling order (``None``: torch's global generator).
             verbose: show a progress bar with the running loss.
+
+        Raises:
+            NonFiniteLossError: the loss of a batch is NaN or Inf (naming the epoch and batch), before its step.
         """
         check_number("batch_size", batch_size, low=1, integer=True)
         check_number("nb_epochs", nb_epochs, low=0, integer=True)
@@ -567,10 +574,10 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         with _model_mode(self._model, training_mode):
             for epoch in tqdm(range(nb_epochs), desc="PyTorchSegmenter.fit", disable=not verbose):
                 order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-                for start in range(0, n, batch_size):
+                for batch, start in enumerate(range(0, n, batch_size), start=1):
                     index = order[start : start + batch_size]
                     index = index.numpy() if isinstance(x, np.ndarray) else index.to(x.device)
-                    self._train_step(x[index], y[index], form)
+                    self._train_step(x[index], y[index], form, f"epoch {epoch + 1}, batch {batch}")
 
     def fit_generator(self, generator: Any, nb_epochs: int = 10, verbose: bool = False, **kwargs: Any) -> None:
         """Train on batches from an ART ``DataGenerator`` or any iterable of ``(x, y)`` (a torch ``DataLoader``).
@@ -583,15 +590,16 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         check_number("nb_epochs", nb_epochs, low=0, integer=True)
         self._require_optimizer()
         with _model_mode(self._model, True):
-            for _ in tqdm(range(nb_epochs), desc="PyTorchSegmenter.fit_generator", disable=not verbose):
+            for epoch in tqdm(range(nb_epochs), desc="PyTorchSegmenter.fit_generator", disable=not verbose):
                 batches: Iterable[tuple[Any, Any]]
                 if isinstance(generator, DataGenerator):
                     batches = (generator.get_batch() for _ in range(-(-generator.size // generator.batch_size)))
                 else:
                     batches = generator
-                for x_batch, y_batch in batches:
+                for batch, (x_batch, y_batch) in enumerate(batches, start=1):
                     self._check_x(x_batch)
-                    self._train_step(x_batch, y_batch, self.check_labels(y_batch, x_batch))
+                    where = f"epoch {epoch + 1}, batch {batch}"
+                    self._train_step(x_batch, y_batch, self.check_labels(y_batch, x_batch), where)
 
     def training_batch(self, x: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
         """What one training step feeds the model: ``x`` after fit-time preprocessing, and the labels, on the device.
@@ -860,10 +868,15 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             for g in grads
         ]
 
-    def _train_step(self, x_batch: ArrayLike, y_batch: ArrayLike, form: LabelForm) -> float:
-        """One optimizer step, in the model's current mode."""
+    def _train_step(self, x_batch: ArrayLike, y_batch: ArrayLike, form: LabelForm, where: str) -> float:
+        """One optimizer step, in the model's current mode; a NaN or Inf loss stops before the step."""
         x_t, y_t = self._training_tensors(x_batch, y_batch, form)
         loss = self.training_loss(self._heads(x_t), y_t).mean()
+        if not bool(torch.isfinite(loss.detach())):
+            raise NonFiniteLossError(
+                f"PyTorchSegmenter.fit: the training loss is not finite ({float(loss)}) at {where}; stopped before "
+                "the step (check the weights, the learning rate and the inputs)"
+            )
         self._optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._optimizer.step()

@@ -185,3 +185,25 @@ def test_cpu_estimator_returns_cuda_tensors_for_cuda_input():
     x, y = batch()
     xt, yt = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()
     assert segmenter.predict(xt).is_cuda and segmenter.loss_gradient(xt, yt).is_cuda
+
+
+def test_fit_stops_on_a_non_finite_loss_naming_the_epoch_and_batch() -> None:
+    # NaN weights made fit train on a NaN loss without a word (issue 12.8); now it stops before the step
+    from art_seg.estimators import NonFiniteLossError
+    from art_seg.models import UNet2D
+
+    model = UNet2D(in_channels=1, nb_classes=2, base_filters=2, depth=1, norm=None)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seg = PyTorchSegmenter(model, "ce", input_shape=(1, 4, 4), nb_classes=2, optimizer=optimizer, device_type="cpu")
+    x = np.zeros((3, 1, 4, 4), np.float32)
+    y = np.zeros((3, 4, 4), np.int64)
+    seg.fit(x, y, batch_size=2, nb_epochs=1)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(NonFiniteLossError, match=r"not finite \(nan\) at epoch 1, batch 1"):
+        seg.fit(x, y, batch_size=2, nb_epochs=1)
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 1, batch 1"):
+        seg.fit_generator([(x[:2], y[:2])], nb_epochs=1)
+    for p, q in zip(model.parameters(), before):
+        torch.testing.assert_close(p, q, equal_nan=True)
