@@ -29,7 +29,7 @@ from art_seg.data import (
     write_volume,
 )
 from art_seg.estimators import PyTorchSegmenter
-from art_seg.evaluation._files import writable_folder
+from art_seg._files import writable_folder
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec, attack_spec
 from art_seg.evaluation.scoring import region_dice
 

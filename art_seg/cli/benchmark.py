@@ -20,7 +20,7 @@ from art_seg.cli.common import (
 )
 from art_seg.cli.train import add_training_arguments, new_segmenter, train
 from art_seg.data import REGIONS, load_arrays, train_val_split
-from art_seg.evaluation._files import writable_folder
+from art_seg._files import writable_folder
 from art_seg.evaluation.attack_specs import attack_spec
 from art_seg.evaluation.scoring import mean_region_dice
 

@@ -16,7 +16,7 @@ from art_seg import distributed
 from art_seg.data import Subject, find_subjects, make_brats_phantom
 from art_seg.defences import load_segmenter
 from art_seg.estimators import PyTorchSegmenter
-from art_seg.evaluation._files import atomic_write_files
+from art_seg._files import atomic_write_files
 from art_seg.evaluation.scoring import region_channels
 
 DEVICES = ("auto", "cpu", "cuda")

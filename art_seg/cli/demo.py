@@ -41,7 +41,7 @@ from art_seg.evaluation import (
     summarise,
     write_report,
 )
-from art_seg.evaluation._files import writable_folder
+from art_seg._files import writable_folder
 from art_seg.evaluation.attack_specs import attack_spec
 from art_seg.models import UNet3D
 

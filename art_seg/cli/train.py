@@ -24,7 +24,7 @@ from art_seg.defences import (
     segmenter_settings,
 )
 from art_seg.estimators import PyTorchSegmenter
-from art_seg.evaluation._files import writable_folder
+from art_seg._files import writable_folder
 from art_seg.evaluation.attack_specs import attack_spec
 from art_seg.models import UNet3D
 

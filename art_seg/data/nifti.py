@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from nibabel.fileslice import fileslice
 from nibabel.openers import Opener
 
 from art_seg._checks import check_number, check_type
+from art_seg._files import atomic_write_bytes
 
 __all__ = [
     "NiftiValidationError",
@@ -396,13 +396,6 @@ def save_nifti(
     img.header["cal_min"] = 0
     img.header["cal_max"] = 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if name.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = img.to_bytes()
+    atomic_write_bytes(path, gzip.compress(data, compresslevel=1, mtime=0) if name.endswith(".nii.gz") else data)
     return path

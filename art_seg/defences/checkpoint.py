@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from art_seg._checks import check_choice, check_finite, check_type
+from art_seg._files import atomic_write
 from art_seg.data.regions import RegionSpec
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.models import UNet2D, UNet3D
@@ -94,16 +94,7 @@ def save_checkpoint(
         "state": dict(state or {}),
         "segmenter": segmenter,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(payload, handle))
     return path
 
 

@@ -3,7 +3,7 @@
 matplotlib's object API only (a ``Figure`` on an Agg canvas): no pyplot, no global backend change, so an
 interactive session's backend is left alone. matplotlib is imported inside the functions, when a plot is drawn,
 so importing this module (or :mod:`art_seg.evaluation`) does not import it. Files are written atomically
-(:func:`art_seg.evaluation._files.atomic_savefig`).
+(:func:`art_seg._files.atomic_savefig`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from art_seg._checks import check_choice, check_finite, check_number, check_type
 from art_seg.data.labels import CLASS_NAMES
-from art_seg.evaluation._files import atomic_savefig
+from art_seg._files import atomic_savefig
 from art_seg.evaluation.summary import ConditionSummary, check_summaries
 
 __all__ = ["figure_png", "plot_overlay", "plot_robustness_curves", "robustness_curves_figure"]

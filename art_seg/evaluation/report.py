@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from art_seg._checks import check_type
-from art_seg.evaluation._files import atomic_write_files, writable_folder
+from art_seg._files import atomic_write_files, writable_folder
 from art_seg.evaluation.markdown import report_markdown
 from art_seg.evaluation.plots import figure_png, robustness_curves_figure
 from art_seg.evaluation.summary import summarise, summary_csv
@@ -63,7 +63,7 @@ def write_report(
       as closing paragraphs; links are relative to ``output_dir``.
 
     Everything is computed first; then the files are written together
-    (:func:`~art_seg.evaluation._files.atomic_write_files`): each to a temporary file, and only when all are
+    (:func:`~art_seg._files.atomic_write_files`): each to a temporary file, and only when all are
     complete renamed onto their names, ``report.md`` last. So a failure at any point (bad rows, a plotting
     error, a full disk, a read-only folder) leaves an earlier report in the folder as it was, complete.
 

@@ -24,7 +24,7 @@ run's settings and the fingerprints of its models and attacks. Running into a fo
 - results of an older art_seg without fingerprints: refused (nothing to check them against).
 
 So the rows of a folder always come from one set of inputs. One run writes to a folder at a time: a run holds
-the folder's lock (:func:`~art_seg.evaluation._files.folder_lock`) from its checks to its return, and a second
+the folder's lock (:func:`~art_seg._files.folder_lock`) from its checks to its return, and a second
 run started on it meanwhile is refused.
 
 Several processes (``torch.distributed`` with ``W > 1`` processes, e.g. under ``torchrun``; see
@@ -59,7 +59,7 @@ from art_seg import distributed
 from art_seg._checks import check_finite, check_number, check_type
 from art_seg.data import REGION_CLASSES, Subject, iter_subjects
 from art_seg.estimators import PyTorchSegmenter
-from art_seg.evaluation._files import (
+from art_seg._files import (
     atomic_write_text,
     check_regular_file,
     folder_lock,

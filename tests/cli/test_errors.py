@@ -18,7 +18,7 @@ from art_seg.cli.train import new_segmenter
 from art_seg.data import NiftiValidationError, find_subjects, make_brats_phantom
 from art_seg.defences import save_checkpoint, segmenter_settings
 from art_seg.defences.checkpoint import CHECKPOINT_FORMAT
-from art_seg.evaluation import _files
+from art_seg import _files
 
 SHAPE = (24, 24, 16)
 
@@ -107,7 +107,7 @@ def test_output_folder_under_a_file(tmp_path, model, data, capsys) -> None:
 
 
 def read_only_from_now_on(monkeypatch):
-    """Every atomic write of art_seg.evaluation._files fails as on a read-only file system."""
+    """Every atomic write of art_seg._files fails as on a read-only file system."""
 
     def refuse(path):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))

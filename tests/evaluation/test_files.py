@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from art_seg.evaluation import _files
+from art_seg import _files
 
 
 class _FullDisk:

@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from art_seg.evaluation import _files, plots, report
+from art_seg import _files
+from art_seg.evaluation import plots, report
 from art_seg.evaluation.markdown import study_table
 from art_seg.evaluation.report import write_report
 from art_seg.evaluation.summary import ConditionSummary, summarise

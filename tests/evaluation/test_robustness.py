@@ -18,7 +18,7 @@ from art_seg import distributed
 from art_seg.data import find_subjects, make_brats_phantom
 from art_seg.defences import copy_segmenter
 from art_seg.estimators import PyTorchSegmenter, SlidingWindow
-from art_seg.evaluation._files import folder_lock
+from art_seg._files import folder_lock
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
 from art_seg.evaluation.robustness import (
     RobustnessEvaluator,

@@ -27,6 +27,7 @@ from art_seg._checks import check_type
 __all__ = [
     "LOCK_NAME",
     "atomic_savefig",
+    "atomic_write",
     "atomic_write_bytes",
     "atomic_write_files",
     "atomic_write_text",
@@ -152,7 +153,8 @@ def _sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
+def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Write ``path`` atomically with ``write(handle)`` on a binary file handle (see the module docstring)."""
     path = Path(path)
     temporary, handle = _open_temporary(path)
     try:
@@ -181,7 +183,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     Raises:
         OSError: if the folder does not exist or is not writable (the destination is then unchanged).
     """
-    return _atomic_write(path, lambda handle: handle.write(data))
+    return atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
@@ -210,7 +212,7 @@ def atomic_savefig(fig: Any, path: PathLike, **savefig_kwargs: Any) -> Path:
     """
     path = Path(path)
     savefig_kwargs.setdefault("format", path.suffix.lstrip(".").lower() or "png")
-    return _atomic_write(path, lambda handle: fig.savefig(handle, **savefig_kwargs))
+    return atomic_write(path, lambda handle: fig.savefig(handle, **savefig_kwargs))
 
 
 def writable_folder(output_dir: Any) -> Path:
