@@ -122,7 +122,9 @@ def test_read_only_output_gives_one_line_naming_the_file(tmp_path, model, data, 
             "--output", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 1
     line = one_error_line(capsys, "attack")
-    assert line == f"{str(tmp_path / 'out' / 'attack_summary.json')!r}: Read-only file system"
+    # the first file written fails, an adversarial NIfTI volume (volumes go through the same atomic writer)
+    first = tmp_path / "out" / subject.name / f"{subject.name}_adversarial_t1.nii.gz"
+    assert line == f"{str(first)!r}: Read-only file system"
 
 
 def test_full_disk_during_the_report_keeps_the_earlier_report(tmp_path, model, data, monkeypatch, capsys) -> None:
