@@ -17,16 +17,20 @@ Two placements of the windows (``placement``):
   volume. A window is never larger than the volume: along a dimension shorter than ``roi_size`` the window is
   clipped to the volume's size (one window spans it, as whole-volume inference would), so nothing is ever padded
   and memory is bounded by the volume whatever ``roi_size`` says (``roi_size=1000`` on a ``128^3`` volume is
-  whole-volume inference, not a ``1000^3`` allocation). MONAI's ``sliding_window_inference`` pads such a volume
-  instead: on volumes at least ``roi_size`` long the two agree. A model that needs sizes divisible by
-  ``2**depth`` then needs the volume padded to such a multiple, as ``art_seg.data`` does.
+  whole-volume inference, not a ``1000^3`` allocation). A model that needs sizes divisible by ``2**depth`` then
+  needs the volume padded to such a multiple, as ``art_seg.data`` does.
+- ``"monai_padded"``: MONAI's ``sliding_window_inference`` exactly: the same scan, but a volume shorter than
+  ``roi_size`` along a dimension is zero-padded to ``roi_size`` there, centred (``(roi - size) // 2`` before,
+  the rest after, MONAI's default ``padding_mode="constant"``, ``cval=0``), and the logits cropped back. On
+  volumes at least ``roi_size`` long it is ``"monai"``.
 - ``"nnunet"`` (nnU-Net v2's ``compute_steps_for_sliding_window`` with ``tile_step_size = 1 - overlap``): along
   each dimension ``n = ceil((size - roi) / (roi * (1 - overlap))) + 1`` windows whose starts
   ``round(i * (size - roi) / (n - 1))`` are evenly spaced from 0 to ``size - roi`` (a 155-voxel axis with
   ``roi=32``, ``overlap=0.5``: 0, 15, 31, ..., 123). Windows always have the full ``roi_size``: a volume
   shorter than it along a dimension is zero-padded to ``roi_size`` there, centred (the extra voxel of an odd
   difference after the volume), and the logits cropped back, as ``nnUNetPredictor`` does with
-  ``acvl_utils``' ``pad_nd_image``. Memory then grows with ``roi_size``, not with the volume.
+  ``acvl_utils``' ``pad_nd_image`` (the same padding as ``"monai_padded"``). With the padded placements memory
+  grows with ``roi_size``, not with the volume.
 
 Two ways to differentiate:
 
@@ -58,7 +62,8 @@ ModelFn = Callable[[torch.Tensor], torch.Tensor]
 Window = tuple[slice, ...]
 
 BLEND_MODES = ("gaussian", "nnunet", "constant")
-PLACEMENTS = ("monai", "nnunet")
+PLACEMENTS = ("monai", "monai_padded", "nnunet")
+PADDED_PLACEMENTS = ("monai_padded", "nnunet")  # a volume shorter than the window is padded
 MIN_WEIGHT = 1e-3  # the smallest weight of MONAI's Gaussian (``compute_importance_map``)
 
 
@@ -83,8 +88,9 @@ class SlidingWindow:
         windows_per_batch: windows (across all samples of a batch) run through the model together, ``>= 1``.
             Peak memory grows with it.
         placement: where windows go (see the module docstring): ``"monai"`` (MONAI's scan, windows clipped to
-            a smaller volume) or ``"nnunet"`` (nnU-Net v2's evenly spaced steps, a smaller volume zero-padded
-            to ``roi_size``).
+            a smaller volume), ``"monai_padded"`` (MONAI's scan, a smaller volume zero-padded to ``roi_size`` as
+            ``sliding_window_inference`` does) or ``"nnunet"`` (nnU-Net v2's evenly spaced steps, a smaller
+            volume zero-padded to ``roi_size``).
 
     Raises:
         TypeError: a field of the wrong type.
@@ -142,12 +148,13 @@ def effective_roi_size(
     spatial_shape: Sequence[int], roi_size: int | Sequence[int], placement: str = "monai"
 ) -> tuple[int, ...]:
     """The window actually used on a volume, per dimension: ``roi_size`` clipped to ``spatial_shape`` with
-    ``placement="monai"``; ``roi_size`` itself with ``placement="nnunet"`` (the volume is padded instead).
+    ``placement="monai"``; ``roi_size`` itself with ``"monai_padded"`` and ``"nnunet"`` (the volume is padded
+    instead).
 
     Args:
         spatial_shape: the volume's spatial shape ``(*spatial)``, sizes ``>= 1``.
         roi_size: the requested window, one int or one per dimension, ``>= 1``.
-        placement: ``"monai"`` or ``"nnunet"``.
+        placement: ``"monai"``, ``"monai_padded"`` or ``"nnunet"``.
 
     Raises:
         TypeError, ValueError: a size that is not an int ``>= 1``, ``roi_size`` of another length, an unknown
@@ -162,7 +169,7 @@ def effective_roi_size(
     for size in spatial_shape:
         check_number("spatial_shape", size, low=1, integer=True)
     roi = SlidingWindow(roi_size, placement=placement).roi(len(spatial_shape))
-    if placement == "nnunet":
+    if placement in PADDED_PLACEMENTS:
         return roi
     return tuple(min(int(s), r) for s, r in zip(spatial_shape, roi))
 
@@ -172,8 +179,9 @@ def padding(
 ) -> tuple[tuple[int, int], ...]:
     """Zero padding ``(before, after)`` per dimension that ``placement`` applies to a volume before windowing.
 
-    ``"monai"``: none (windows are clipped instead). ``"nnunet"``: a dimension shorter than ``roi_size`` is
-    padded to it, ``before = (roi - size) // 2`` and the rest after (nnU-Net's ``pad_nd_image``).
+    ``"monai"``: none (windows are clipped instead). ``"monai_padded"`` and ``"nnunet"``: a dimension shorter
+    than ``roi_size`` is padded to it, ``before = (roi - size) // 2`` and the rest after (MONAI's
+    ``sliding_window_inference`` and nnU-Net's ``pad_nd_image`` alike).
 
     Example:
         >>> padding((20, 40, 9), 32, placement="nnunet")
@@ -202,7 +210,8 @@ def window_slices(
 
     ``placement="monai"``: MONAI's scan, starts ``0, step, 2 step, ...`` with
     ``step = max(1, floor(roi * (1 - overlap)))``, the last one flush with the end, the window clipped to the
-    volume (:func:`effective_roi_size`). ``placement="nnunet"``: nnU-Net v2's ``compute_steps_for_sliding_window``
+    volume (:func:`effective_roi_size`). ``"monai_padded"``: the same scan with the full window, on a volume at
+    least ``roi_size`` long (pad it first, see :func:`padding`). ``placement="nnunet"``: nnU-Net v2's ``compute_steps_for_sliding_window``
     with ``tile_step_size = 1 - overlap``: ``n = ceil((size - roi) / (roi (1 - overlap))) + 1`` starts
     ``round(i (size - roi) / (n - 1))``; the volume must be at least ``roi_size`` long (pad it first, see
     :func:`padding`; :func:`sliding_window_logits` does).
@@ -211,14 +220,14 @@ def window_slices(
         spatial_shape: the volume's spatial shape ``(*spatial)``.
         roi_size: window size, one int or one per dimension.
         overlap: in ``[0, 1)``.
-        placement: ``"monai"`` or ``"nnunet"``.
+        placement: ``"monai"``, ``"monai_padded"`` or ``"nnunet"``.
 
     Returns:
         One tuple of slices per window (dimension order, last dimension fastest), each as long as the effective
         window, inside the volume. Together the windows cover every voxel.
 
     Raises:
-        ValueError: a bad size, ``overlap`` or ``placement``, or with ``"nnunet"`` a volume shorter than
+        ValueError: a bad size, ``overlap`` or ``placement``, or with a padded placement a volume shorter than
             ``roi_size``.
 
     Example:
@@ -233,7 +242,7 @@ def window_slices(
     check_number("overlap", overlap, low=0.0, high=1.0, high_inclusive=False)
     if any(int(s) < r for s, r in zip(spatial_shape, roi)):
         raise ValueError(
-            f"placement='nnunet' needs a volume at least roi_size {roi} long in every dimension, got spatial shape "
+            f"placement={placement!r} needs a volume at least roi_size {roi} long in every dimension, got spatial shape "
             f"{tuple(spatial_shape)}: pad it first (see padding())"
         )
     per_dim = [
@@ -381,7 +390,7 @@ def sliding_window_logits(model_fn: ModelFn, x: torch.Tensor, window: SlidingWin
 
     Returns:
         ``(N, K, *spatial)``: per voxel, ``sum_w b_w l_w / sum_w b_w`` over the windows holding it (with
-        ``placement="nnunet"``, over ``x`` zero-padded to at least ``roi_size``, then cropped back). Under
+        a padded placement, over ``x`` zero-padded to at least ``roi_size``, then cropped back). Under
         ``torch.no_grad()`` only one window batch's activations are alive at a time; with autograd on, the
         result is differentiable with respect to ``x`` (and the model's parameters) and keeps every window's
         graph (use :func:`sliding_window_gradients` for bounded memory).

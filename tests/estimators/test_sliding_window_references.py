@@ -78,12 +78,31 @@ def test_stitched_logits_equal_monai_sliding_window_inference(mode, shape, roi, 
     assert float((expected - whole).abs().max()) > 1e-3  # the windows matter: not whole-volume logits
 
 
-def test_monai_gradient_equals_autograd_through_sliding_window_inference():
+@pytest.mark.parametrize("mode", ["gaussian", "constant"])
+@pytest.mark.parametrize(("shape", "roi"), [((13, 5, 9), (4, 6, 5)), ((3, 4, 2), (4, 6, 5)), ((12, 9, 7), (4, 6, 5))])
+def test_monai_padded_equals_sliding_window_inference_on_smaller_volumes(mode, shape, roi):
+    inferers = pytest.importorskip("monai.inferers")
+    model = conv_model()
+    x = torch.randn(2, 2, *shape, generator=torch.Generator().manual_seed(7))
+    window = SlidingWindow(roi, overlap=0.5, mode=mode, windows_per_batch=2, placement="monai_padded")
+    with torch.no_grad():
+        expected = inferers.sliding_window_inference(x, roi, 2, model, overlap=0.5, mode=mode)
+        ours = sliding_window_logits(model, x, window)
+        clipped = sliding_window_logits(model, x, SlidingWindow(roi, overlap=0.5, mode=mode))
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+    if any(s < r for s, r in zip(shape, roi)):
+        assert float((clipped - expected).abs().max()) > 1e-3  # "monai" clips the window instead of padding
+    else:
+        torch.testing.assert_close(clipped, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("shape", "placement"), [((9, 8, 7), "monai"), ((3, 8, 2), "monai_padded")])
+def test_monai_gradient_equals_autograd_through_sliding_window_inference(shape, placement):
     inferers = pytest.importorskip("monai.inferers")
     model = conv_model(torch.float64)
-    x = torch.randn(1, 2, 9, 8, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    window = SlidingWindow((4, 5, 4), overlap=0.5, mode="gaussian", windows_per_batch=2)
-    weights = torch.randn(1, 3, 9, 8, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(1, 2, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    window = SlidingWindow((4, 5, 4), overlap=0.5, mode="gaussian", windows_per_batch=2, placement=placement)
+    weights = torch.randn(1, 3, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     leaf = x.clone().requires_grad_(True)
     stitched = inferers.sliding_window_inference(leaf, (4, 5, 4), 2, model, overlap=0.5, mode="gaussian")
     (expected,) = torch.autograd.grad((stitched * weights).sum(), leaf)
@@ -147,6 +166,7 @@ def test_nnunet_padding_is_pad_nd_image():
         expected = tuple((sl.start, roi_d - sl.stop) if sl.start is not None else (0, 0)
                          for sl, roi_d in zip(slicer[1:], (max(r, s) for r, s in zip(roi, shape))))
         assert padding(shape, roi, "nnunet") == expected
+        assert padding(shape, roi, "monai_padded") == expected  # MONAI's sliding_window_inference pads alike
         assert padding(shape, roi, "monai") == ((0, 0),) * len(shape)
     with pytest.raises(ValueError, match="placement='nnunet' needs a volume at least roi_size"):
         window_slices((20, 40), 32, 0.5, "nnunet")
@@ -235,7 +255,7 @@ def test_padded_nnunet_window_passes_gradcheck():
 
 def test_placement_is_validated_and_defaults_to_monai():
     assert SlidingWindow(4).placement == "monai"
-    with pytest.raises(ValueError, match=r"placement must be one of \('monai', 'nnunet'\), got 'nnUNet'"):
-        SlidingWindow(4, placement="nnUNet")
+    with pytest.raises(ValueError, match=r"placement must be one of \('monai', 'monai_padded', 'nnunet'\), got 'x'"):
+        SlidingWindow(4, placement="x")
     with pytest.raises(ValueError, match=r"mode must be one of \('gaussian', 'nnunet', 'constant'\), got 'cosine'"):
         SlidingWindow(4, mode="cosine")
