@@ -76,6 +76,7 @@ def batch(seed=0, n=2, shape=SHAPE):
         ({"roi_size": 4, "sigma_scale": 0}, ValueError, "sigma_scale must be > 0.0, got 0"),
         ({"roi_size": 4, "windows_per_batch": 0}, ValueError, "windows_per_batch must be >= 1, got 0"),
         ({"roi_size": 4, "windows_per_batch": True}, TypeError, "windows_per_batch must be an integer"),
+        ({"roi_size": 4, "placement": "nnU-Net"}, ValueError, "placement must be one of .*got 'nnU-Net'"),
     ],
 )
 def test_bad_options_raise_naming_field_and_value(kwargs, error, match):
@@ -195,12 +196,16 @@ def test_gaussian_weights_by_hand_and_properties():
     weights = blending_weights((3,), "gaussian", sigma_scale=1.0, dtype=torch.float64)
     expected = math.exp(-1 / (2 * 3.0**2))
     torch.testing.assert_close(weights, torch.tensor([expected, 1.0, expected], dtype=torch.float64))
+    # even size: no voxel at the centre, and MONAI does not renormalise, so the maximum is below 1
+    even = blending_weights((2,), "gaussian", sigma_scale=1.0, dtype=torch.float64)
+    torch.testing.assert_close(even, torch.full((2,), math.exp(-0.25 / (2 * 2.0**2)), dtype=torch.float64))
     cube = blending_weights((6, 5, 4), dtype=torch.float64)
     assert cube.shape == (6, 5, 4) and cube.dtype == torch.float64
-    assert float(cube.max()) == pytest.approx(1.0) and float(cube.min()) == pytest.approx(1e-3)  # even sizes too
+    centre = math.exp(-0.25 / (2 * 0.75**2)) * math.exp(-0.25 / (2 * 0.5**2))  # (6: sigma 0.75, 4: sigma 0.5)
+    assert float(cube.max()) == pytest.approx(centre) and float(cube.min()) == pytest.approx(1e-3)
     torch.testing.assert_close(cube, cube.flip(0).flip(1).flip(2))
-    big = blending_weights((64, 64, 64))
-    assert big.dtype == torch.float32 and float(big.min()) >= 1e-3 and float(big.max()) == 1.0
+    big = blending_weights((63, 64, 65))
+    assert big.dtype == torch.float32 and float(big.min()) >= 1e-3 and float(big.max()) < 1.0
     assert torch.equal(blending_weights((2, 3), "constant"), torch.ones(2, 3))
     with pytest.raises(ValueError, match="mode must be one of"):
         blending_weights((2,), "cosine")

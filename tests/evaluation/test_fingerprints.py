@@ -49,6 +49,19 @@ def test_model_fingerprint_sees_weights_buffers_and_inference_settings() -> None
         fingerprint = model_fingerprint(copy_segmenter(seg, **change))
         assert fingerprint["weights"] == base["weights"]
         assert [k for k in base["inference"] if base["inference"][k] != fingerprint["inference"][k]] == [name]
+    windows = [
+        SlidingWindow(roi_size=8),
+        SlidingWindow(roi_size=8, placement="nnunet"),
+        SlidingWindow(roi_size=8, mode="nnunet"),
+        SlidingWindow(roi_size=8, mode="constant"),
+        SlidingWindow(roi_size=8, sigma_scale=0.25),
+        SlidingWindow(roi_size=8, overlap=0.5),
+        SlidingWindow(roi_size=8, windows_per_batch=2),
+    ]
+    windowed = [
+        model_fingerprint(copy_segmenter(seg, sliding_window=w))["inference"]["sliding_window"] for w in windows
+    ]
+    assert len({digest(w) for w in windowed}) == len(windows)  # every field of the window counts
     clipped = copy_segmenter(seg, clip_values=(-3.0, 5.0), preprocessing=(0.5, 2.0))
     changed = [k for k in base["inference"] if base["inference"][k] != model_fingerprint(clipped)["inference"][k]]
     assert changed == ["clip_values", "preprocessing"]
