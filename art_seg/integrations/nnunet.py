@@ -276,28 +276,21 @@ def load_nnunet(
     network = _build_network(trainer_name, plans_manager, configuration, dataset_json, label_manager)
     networks = []
     for fold, content in zip(fold_names, checkpoints):
-        fold_network = network if not networks else copy.deepcopy(network)
+        fold_network = copy.deepcopy(network) if networks else network
         try:
             fold_network.load_state_dict(content["network_weights"])
         except (RuntimeError, KeyError) as error:
-            raise ValueError(f"{folder}/fold_{fold}/{checkpoint}: weights do not fit the plans' network: {error}") from None
+            where = folder / f"fold_{fold}" / checkpoint
+            raise ValueError(f"{where}: the weights do not fit the plans' network: {error}") from None
         networks.append(fold_network)
-
-    if mirroring is False:
-        mirror_axes: tuple[int, ...] = ()
-    elif allowed_axes is None:
-        mirror_axes = (0, 1, 2) if mirroring else ()
-    else:
-        mirror_axes = tuple(int(a) for a in allowed_axes)
     regions, class_order, nb_outputs = _outputs(description, label_manager, folder)
-    selected = description.select_channels()
-    channel_order = [k for file_channel in range(len(selected)) for k, (_, f) in enumerate(selected) if f == file_channel]
+    selected = description.select_channels()  # ((art_seg modality, file channel), ...) in art_seg's order
     model = NnUNetModel(
         networks,
         transpose_forward=plans_manager.transpose_forward,
         patch_size=configuration.patch_size,
-        mirror_axes=mirror_axes,
-        channel_order=channel_order,
+        mirror_axes=_mirror_axes(mirroring, allowed_axes),
+        channel_order=[k for _, k in sorted((f, k) for k, (_, f) in enumerate(selected))],
         class_order=class_order,
         spacing=configuration.spacing,
         modalities=[m for m, _ in selected],
@@ -305,16 +298,12 @@ def load_nnunet(
         regions=regions,
     )
     window = SlidingWindow(
-        roi_size=model.roi_size,
-        overlap=1.0 - TILE_STEP_SIZE,
-        mode="nnunet",
-        placement="nnunet",
-        windows_per_batch=1,
+        roi_size=model.roi_size, overlap=1.0 - TILE_STEP_SIZE, mode="nnunet", placement="nnunet", windows_per_batch=1
     )
     return PyTorchSegmenter(
         model,
         "dice_ce",
-        input_shape=(len(channel_order), *model.roi_size),
+        input_shape=(len(selected), *model.roi_size),
         nb_classes=nb_outputs,
         activation="sigmoid" if regions is not None else "softmax",
         regions=regions,
@@ -323,6 +312,16 @@ def load_nnunet(
         preprocessing=None,
         deep_supervision=None,
     )
+
+
+def _mirror_axes(mirroring: bool | None, allowed: Any) -> tuple[int, ...]:
+    """The axes to mirror over: the checkpoint's ``inference_allowed_mirroring_axes`` unless ``mirroring`` is
+    ``False``; every axis where the checkpoint names none and ``mirroring`` is ``True``."""
+    if mirroring is False:
+        return ()
+    if allowed is None:
+        return (0, 1, 2) if mirroring else ()
+    return tuple(int(a) for a in allowed)
 
 
 def _check_folder(folder: object) -> Path:
@@ -354,7 +353,9 @@ def _check_folds(folds: object) -> list[str]:
 
 def _read_json(path: Path) -> dict:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (an nnU-Net trained-model folder holds plans.json and dataset.json)")
+        raise FileNotFoundError(
+            f"{path}: not found (an nnU-Net trained-model folder holds plans.json and dataset.json)"
+        )
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -382,7 +383,8 @@ def _load_checkpoint(folder: Path, fold: str, name: str) -> dict:
         ) from None
     except (OSError, RuntimeError, EOFError) as error:
         raise ValueError(f"{path}: cannot read the checkpoint ({type(error).__name__}: {error})") from None
-    missing = [k for k in ("network_weights", "trainer_name", "init_args") if not isinstance(content, dict) or k not in content]
+    keys = content if isinstance(content, dict) else {}
+    missing = [k for k in ("network_weights", "trainer_name", "init_args") if k not in keys]
     if missing:
         raise ValueError(f"{path}: not an nnU-Net checkpoint (missing {missing})")
     return content
@@ -407,13 +409,16 @@ def _check_supported(folder: Path, plans_manager: Any, configuration: Any, name:
     if len(configuration.patch_size) != 3:
         raise ValueError(f"{folder}: configuration {name!r} is 2D; art_seg runs nnU-Net's 3D configurations only")
     if configuration.previous_stage_name is not None:
-        raise ValueError(f"{folder}: configuration {name!r} is a cascade stage (it needs the segmentation of "
-                         f"{configuration.previous_stage_name!r}); art_seg runs single-stage configurations")  # fmt: skip
+        raise ValueError(
+            f"{folder}: configuration {name!r} is a cascade stage (it needs the segmentation of "
+            f"{configuration.previous_stage_name!r}); art_seg runs single-stage configurations"
+        )
     reader = plans_manager.plans.get("image_reader_writer", "SimpleITKIO")
     if reader not in READERS:
         raise ValueError(f"{folder}: plans.json reads images with {reader}; art_seg takes arrays on the file's grid "
                          f"as {READERS} do (no reorientation)")  # fmt: skip
-    for channel, (scheme, masked) in enumerate(zip(configuration.normalization_schemes, configuration.use_mask_for_norm)):
+    schemes = zip(configuration.normalization_schemes, configuration.use_mask_for_norm)
+    for channel, (scheme, masked) in enumerate(schemes):
         if scheme != "ZScoreNormalization" or not masked:
             raise ValueError(
                 f"{folder}: channel {channel} is normalised with {scheme} (use_mask_for_norm={masked}); art_seg's "
@@ -459,7 +464,9 @@ def _build_network(
     )
 
 
-def _outputs(description: DatasetDescription, label_manager: Any, folder: Path) -> tuple[RegionSpec | None, Any, int]:
+def _outputs(
+    description: DatasetDescription, label_manager: Any, folder: Path
+) -> tuple[RegionSpec | None, tuple[int, ...] | None, int]:
     """``(regions, class_order, nb_outputs)``: the region spec in art_seg classes (region models), or the network
     channel of each art_seg class (label models)."""
     values = get_convention(description.label_convention).values  # the nnU-Net label value of each art_seg class
@@ -468,14 +475,10 @@ def _outputs(description: DatasetDescription, label_manager: Any, folder: Path) 
             raise ValueError(f"{folder}: label values {sorted(values)} are not the network's "
                              f"{label_manager.num_segmentation_heads} output channels")  # fmt: skip
         return None, values, len(values)
-    names = [name for name, value in description.labels if name != "background"]
-    regions = [tuple(r) if isinstance(r, tuple) else (r,) for r in label_manager.foreground_regions]
+    names = tuple(name for name, _ in description.labels if name != "background")  # the label manager's order
+    regions = [r if isinstance(r, tuple) else (r,) for r in label_manager.foreground_regions]
     classes = tuple(tuple(sorted(values.index(v) for v in region)) for region in regions)
-    class_order = tuple(values.index(v) for v in label_manager.regions_class_order)
-    if len(names) != len(regions):
-        names = [f"region_{r}" for r in range(len(regions))]
-    spec = RegionSpec(tuple(names), classes, class_order)
-    for preset in REGION_PRESETS.values():
-        if (preset.classes, preset.class_order, preset.paint_order) == (classes, class_order, spec.paint_order):
-            spec = preset
-    return spec, None, spec.nb_regions
+    spec = RegionSpec(names, classes, tuple(values.index(v) for v in label_manager.regions_class_order))
+    key = (spec.classes, spec.class_order, spec.paint_order)
+    same = [p for p in REGION_PRESETS.values() if (p.classes, p.class_order, p.paint_order) == key]
+    return (same[0] if same else spec), None, spec.nb_regions

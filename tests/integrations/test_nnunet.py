@@ -25,7 +25,10 @@ pytest.importorskip("nnunetv2")
 
 from nnunetv2.inference import predict_from_raw_data  # noqa: E402
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor  # noqa: E402
-from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window  # noqa: E402
+from nnunetv2.inference.sliding_window_prediction import (  # noqa: E402
+    compute_gaussian,
+    compute_steps_for_sliding_window,
+)
 
 from art_seg.data import REGION_PRESETS  # noqa: E402
 from art_seg.data.labels import classes_to_labels  # noqa: E402
@@ -85,8 +88,10 @@ def predictor(monkeypatch: pytest.MonkeyPatch):
             monkeypatch.setattr(predict_from_raw_data, "torch", _HalfIsFloat32())
             gaussian = functools.partial(compute_gaussian.__wrapped__, dtype=torch.float32)
             monkeypatch.setattr(predict_from_raw_data, "compute_gaussian", gaussian)
-        made = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring,
-                               perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=False)  # fmt: skip
+        made = nnUNetPredictor(
+            tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring, perform_everything_on_device=False,
+            device=torch.device("cpu"), allow_tqdm=False,
+        )  # fmt: skip
         made.initialize_from_trained_model_folder(str(folder), use_folds=folds)
         return made
 
@@ -173,7 +178,8 @@ def _reference_logits(networks, x: torch.Tensor, patch, mirror_axes) -> torch.Te
     the patch; nnU-Net's own steps and Gaussian; mirroring per window; folds averaged after stitching."""
     gaussian = compute_gaussian.__wrapped__(tuple(patch), 1.0 / 8, 10, dtype=torch.float32, device="cpu")
     steps = compute_steps_for_sliding_window(tuple(x.shape[1:]), patch, 0.5)
-    flips = [tuple(2 + a for a in c) for k in range(len(mirror_axes)) for c in itertools.combinations(mirror_axes, k + 1)]
+    combinations = [c for k in range(len(mirror_axes)) for c in itertools.combinations(mirror_axes, k + 1)]
+    flips = [tuple(2 + a for a in c) for c in combinations]
     total = 0
     for network in networks:
         logits, weights = None, torch.zeros(x.shape[1:])
