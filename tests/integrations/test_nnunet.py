@@ -239,8 +239,16 @@ def test_mirroring_follows_the_checkpoint(tmp_path):
     assert load_nnunet(unnamed, mirroring=True, device="cpu").model.mirror_axes == (0, 1, 2)
 
 
-def test_spacing_other_than_the_plans_is_refused(folders):
-    """Where nnU-Net would resample, check_spacing refuses, naming both spacings; where it would not, it passes."""
+def test_spacing_other_than_the_plans_is_refused(folders, tmp_path):
+    """Where nnU-Net would resample, check_spacing refuses, naming both spacings; where it would not, it passes.
+    The plans' spacing is in network axes: with transpose_forward (2, 0, 1) they are (x, z, y)."""
+    anisotropic = make_nnunet_folder(tmp_path, BRATS_REGIONS, transpose_forward=(2, 0, 1), spacing=(1.0, 3.0, 2.0),
+                                     folds=(0,))  # fmt: skip
+    model = load_nnunet(anisotropic, device="cpu").model
+    assert model.spacing == (1.0, 2.0, 3.0)
+    model.check_spacing((1.0, 2.0, 3.0), (40, 30, 20))
+    with pytest.raises(ValueError, match="differs from the spacing"):
+        model.check_spacing((1.0, 3.0, 2.0), (40, 30, 20))
     model = load_nnunet(folders["labels"], device="cpu").model
     model.check_spacing((1.0, 1.0, 1.0), (40, 30, 20))
     model.check_spacing((1.001, 1.0, 1.0), (40, 30, 20))  # round(1.001 * 40) == 40: nnU-Net leaves it
