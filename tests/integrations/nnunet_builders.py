@@ -1,11 +1,20 @@
 """Tiny nnU-Net v2 trained-model folders in nnU-Net's own formats (``plans.json`` as ``nnUNetv2_plan_experiment``
 writes it, ``dataset.json``, ``fold_X/checkpoint_final.pth`` as ``nnUNetTrainer.save_checkpoint`` writes it, numpy
-scalars in the training log included), with random weights from nnU-Net's own network builder and initialisation.
+scalars in the training log included), with random weights from nnU-Net's own network builder and initialisation;
+and nnU-Net's own predictor on them, made to accumulate in float32.
+
+``nnUNetPredictor._internal_predict_sliding_window_return_logits`` allocates the stitched logits and weight sums as
+``torch.half`` and ``compute_gaussian`` defaults to ``dtype=torch.float16``: :func:`nnunet_predictor` patches both
+names in ``nnunetv2.inference.predict_from_raw_data`` while its context is open (``torch.half`` -> float32 through a
+proxy of the module's ``torch``; ``compute_gaussian`` with ``dtype=torch.float32``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +155,37 @@ def make_nnunet_folder(
         (folder / f"fold_{fold}").mkdir()
         torch.save(checkpoint, folder / f"fold_{fold}" / "checkpoint_final.pth")
     return folder
+
+
+class _HalfIsFloat32:
+    """``predict_from_raw_data``'s ``torch`` with ``torch.half`` meaning float32 (everything else is torch's)."""
+
+    half = torch.float32
+
+    def __getattr__(self, name: str):
+        return getattr(torch, name)
+
+
+@contextmanager
+def nnunet_predictor(folder: Path, folds: tuple, mirroring: bool, float32: bool = True) -> Iterator:
+    """An initialised CPU ``nnUNetPredictor`` (tile step 0.5, Gaussian on, mirroring over the checkpoint's axes
+    when ``mirroring``), accumulating in float32 while the context is open unless ``float32=False`` (nnU-Net's
+    default float16)."""
+    from nnunetv2.inference import predict_from_raw_data as module
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+    saved = module.torch, module.compute_gaussian
+    if float32:
+        module.torch = _HalfIsFloat32()
+        module.compute_gaussian = functools.partial(compute_gaussian.__wrapped__, dtype=torch.float32)
+    else:
+        module.torch, module.compute_gaussian = torch, compute_gaussian
+    try:
+        predictor = module.nnUNetPredictor(
+            tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring, perform_everything_on_device=False,
+            device=torch.device("cpu"), allow_tqdm=False,
+        )  # fmt: skip
+        predictor.initialize_from_trained_model_folder(str(folder), use_folds=folds)
+        yield predictor
+    finally:
+        module.torch, module.compute_gaussian = saved

@@ -2,18 +2,16 @@
 formats: a label-based MSD-like dataset (softmax, channels FLAIR/T1w/t1gd/T2w, identity ``transpose_forward``) and a
 region-based BraTS-like one (sigmoid, ``transpose_forward`` (2, 0, 1), a volume smaller than the patch on one axis).
 
-The reference for float tolerance is the predictor made to accumulate in float32: its
-``_internal_predict_sliding_window_return_logits`` allocates the stitched logits and weight sums as ``torch.half``
-and ``compute_gaussian`` defaults to ``dtype=torch.float16``; the fixture :func:`predictor` patches both names in
-``nnunetv2.inference.predict_from_raw_data`` (``torch.half`` -> float32 through a proxy of its ``torch``, and
-``compute_gaussian`` with ``dtype=torch.float32``). The axis and label conversions are written out by hand here
-(not taken from the loader), so a wrong conversion fails.
+The reference for float tolerance is the predictor made to accumulate in float32 (``torch.half`` and
+``compute_gaussian``'s float16 patched in ``nnunetv2.inference.predict_from_raw_data``, see
+:func:`tests.integrations.nnunet_builders.nnunet_predictor`). The axis and label conversions are written out by
+hand here (not taken from the loader), so a wrong conversion fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import functools
 import itertools
 from argparse import Namespace
 
@@ -23,7 +21,6 @@ import torch
 
 pytest.importorskip("nnunetv2")
 
-from nnunetv2.inference import predict_from_raw_data  # noqa: E402
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor  # noqa: E402
 from nnunetv2.inference.sliding_window_prediction import (  # noqa: E402
     compute_gaussian,
@@ -34,7 +31,12 @@ from art_seg.data import REGION_PRESETS  # noqa: E402
 from art_seg.data.labels import classes_to_labels  # noqa: E402
 from art_seg.estimators import hard_prediction  # noqa: E402
 from art_seg.integrations.nnunet import load_nnunet  # noqa: E402
-from tests.integrations.nnunet_builders import BRATS_REGIONS, MSD_LABELS, make_nnunet_folder  # noqa: E402
+from tests.integrations.nnunet_builders import (  # noqa: E402
+    BRATS_REGIONS,
+    MSD_LABELS,
+    make_nnunet_folder,
+    nnunet_predictor,
+)
 
 # Per dataset: patch and transpose_forward (network axes), the preprocessed volume's shape (network axes), how a
 # network-axes array (K or C first) becomes art_seg's (x, y, z), and the art_seg channel order as file channels.
@@ -48,15 +50,6 @@ CASES = {
 }  # fmt: skip
 #: nnU-Net's MSD labels 0 bg, 1 edema, 2 non-enhancing, 3 enhancing -> art_seg classes 0, 2, 1, 3.
 MSD_CHANNEL_OF_CLASS = [0, 2, 1, 3]
-
-
-class _HalfIsFloat32:
-    """``predict_from_raw_data``'s ``torch`` with ``torch.half`` meaning float32 (everything else is torch's)."""
-
-    half = torch.float32
-
-    def __getattr__(self, name: str):
-        return getattr(torch, name)
 
 
 @pytest.fixture(autouse=True)
@@ -78,24 +71,10 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.fixture
-def predictor(monkeypatch: pytest.MonkeyPatch):
-    """``make(folder, folds, mirroring, float32=True)``: an initialised CPU ``nnUNetPredictor`` (tile step 0.5,
-    Gaussian on), accumulating in float32 unless ``float32=False`` (nnU-Net's default float16)."""
-
-    def make(folder, folds, mirroring: bool, float32: bool = True) -> nnUNetPredictor:
-        monkeypatch.undo()
-        if float32:
-            monkeypatch.setattr(predict_from_raw_data, "torch", _HalfIsFloat32())
-            gaussian = functools.partial(compute_gaussian.__wrapped__, dtype=torch.float32)
-            monkeypatch.setattr(predict_from_raw_data, "compute_gaussian", gaussian)
-        made = nnUNetPredictor(
-            tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring, perform_everything_on_device=False,
-            device=torch.device("cpu"), allow_tqdm=False,
-        )  # fmt: skip
-        made.initialize_from_trained_model_folder(str(folder), use_folds=folds)
-        return made
-
-    return make
+def predictor():
+    """``make(folder, folds, mirroring, float32=True)``: :func:`nnunet_predictor`, patched until the test ends."""
+    with contextlib.ExitStack() as stack:
+        yield lambda *args, **kwargs: stack.enter_context(nnunet_predictor(*args, **kwargs))
 
 
 def _inputs(name: str, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
