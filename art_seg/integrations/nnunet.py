@@ -430,26 +430,40 @@ def _check_supported(folder: Path, plans_manager: Any, configuration: Any, name:
 def _build_network(
     trainer_name: str, plans_manager: Any, configuration: Any, dataset_json: dict, label_manager: Any
 ) -> nn.Module:
-    """The network as ``nnUNetPredictor.initialize_from_trained_model_folder`` builds it (deep supervision off)."""
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    """The network as ``nnUNetPredictor.initialize_from_trained_model_folder`` builds it (deep supervision off).
+
+    ``nnUNetTrainer.build_network_architecture`` is nnU-Net's ``get_network_from_plans``, called here directly for
+    that trainer (importing the trainer module takes seconds: it pulls in ``torch._dynamo``); any other trainer is
+    found by nnU-Net's ``recursive_find_trainer_class_by_name`` and builds its own network.
+    """
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
-    if trainer_name == "nnUNetTrainer":
-        trainer = nnUNetTrainer
-    else:
-        try:
-            trainer = recursive_find_trainer_class_by_name(trainer_name)
-        except (ImportError, RuntimeError, AssertionError) as error:
-            warnings.warn(
-                f"nnU-Net trainer {trainer_name!r} could not be imported ({type(error).__name__}: {error}); the "
-                "network is built by nnUNetTrainer.build_network_architecture, right for every trainer that does "
-                "not override it",
-                stacklevel=3,
-            )
-            trainer = nnUNetTrainer
     inputs = determine_num_input_channels(plans_manager, configuration, dataset_json)
     outputs = label_manager.num_segmentation_heads
+    if trainer_name == "nnUNetTrainer":
+        return get_network_from_plans(
+            configuration.network_arch_class_name,
+            configuration.network_arch_init_kwargs,
+            configuration.network_arch_init_kwargs_req_import,
+            inputs,
+            outputs,
+            allow_init=False,  # the weights are loaded next
+            deep_supervision=False,
+        )
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    try:
+        trainer = recursive_find_trainer_class_by_name(trainer_name)
+    except (ImportError, RuntimeError, AssertionError) as error:
+        warnings.warn(
+            f"nnU-Net trainer {trainer_name!r} could not be imported ({type(error).__name__}: {error}); the "
+            "network is built by nnUNetTrainer.build_network_architecture, right for every trainer that does "
+            "not override it",
+            stacklevel=3,
+        )
+        trainer = nnUNetTrainer
     if "plans_manager" in inspect.signature(trainer.build_network_architecture).parameters:
         return trainer.build_network_architecture(
             plans_manager, configuration, inputs, outputs, enable_deep_supervision=False
