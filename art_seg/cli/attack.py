@@ -14,15 +14,19 @@ from art_seg._checks import check_number
 from art_seg.cli.common import (
     add_common_arguments,
     add_inference_arguments,
+    add_model_arguments,
     apply_inference_arguments,
+    check_spacing,
     checking_arguments,
+    find_model_subjects,
     load_model,
+    model_options,
     setup,
+    subject_options,
     write_json,
 )
 from art_seg.data import (
     SubjectMeta,
-    find_subjects,
     iter_subjects,
     write_perturbation,
     write_prediction,
@@ -38,17 +42,21 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "attack",
         help="attack BraTS subjects with a trained model; write adversarial NIfTI and predictions",
-        description="Load a model.pt (from 'art-seg train' or 'art-seg demo'), attack each subject under --input "
+        description="Load a model (a model.pt from 'art-seg train' or 'art-seg demo', an nnU-Net trained-model "
+        "folder or a MONAI bundle folder), attack each subject under --input "
         "(one subject folder or a folder of them) inside its brain mask, and write per subject, over the source "
         "scans: the adversarial image (one file per modality, scanner units), the perturbation, and the clean and "
         "adversarial predictions (BraTS label values). Dice is printed where a segmentation exists. A subject that "
         "cannot be read is skipped with a warning; the command fails when every subject is skipped.",
     )
-    parser.add_argument("--model", required=True, help="model.pt to attack")
+    parser.add_argument(
+        "--model", required=True, help="model to attack: model.pt, an nnU-Net trained-model folder or a MONAI bundle"
+    )
     parser.add_argument("--input", required=True, help="a BraTS subject folder, or a folder of subjects")
     parser.add_argument("--attack", default="i-fgsm", help=f"one of {', '.join(ATTACK_NAMES)} (default: i-fgsm)")
     parser.add_argument("--eps", type=float, default=0.3, help="L-inf budget, z-scored intensity (default: 0.3)")
     parser.add_argument("--iterations", type=int, default=10, help="steps of iterative attacks (default: 10)")
+    add_model_arguments(parser)
     add_inference_arguments(parser)
     add_common_arguments(parser, output="art-seg-attack")
     parser.set_defaults(run=run)
@@ -60,15 +68,16 @@ def run(args: argparse.Namespace) -> None:
         spec = attack_spec(args.attack, iterations=args.iterations)
         check_number("--eps", args.eps, low=0, low_inclusive=False)
     output = writable_folder(args.output)
-    segmenter, multiple = load_model(args.model, device_type)
+    segmenter, loading = load_model(args.model, device_type, **model_options(args))
     apply_inference_arguments(segmenter, args)
-    subjects = find_subjects(args.input)
+    subjects = find_model_subjects(args.input, loading)
     if not subjects:
         raise ValueError(f"no BraTS subjects found under --input {args.input!r}")
     attack = spec.build(segmenter, args.eps)
     summary = []
-    loaded = iter_subjects(subjects, multiple=multiple)  # warns for each subject it skips; raises if all are
+    loaded = iter_subjects(subjects, **subject_options(loading))  # warns for each subject it skips; raises if all are
     for image, label, meta in tqdm(loaded, total=len(subjects), desc="art-seg attack", disable=args.quiet):
+        check_spacing(segmenter, meta.header.get_zooms()[:3], image.shape[1:])
         summary.append(attack_subject(segmenter, attack, spec, args.eps, image, label, meta, output))
     write_json(output / "attack_summary.json", summary)
     n_skipped = len(subjects) - len(summary)

@@ -10,11 +10,16 @@ import numpy as np
 
 from art_seg._checks import check_number
 from art_seg.cli.common import (
+    CommandError,
     add_common_arguments,
+    add_model_arguments,
     add_phantom_arguments,
+    check_spacing,
     checking_arguments,
     load_model,
+    model_options,
     setup,
+    subject_options,
     subjects_or_phantom,
     write_json,
 )
@@ -36,9 +41,14 @@ def add_parser(subparsers: Any) -> None:
         "steps; print mean WT/TC/ET Dice and seconds per attack iteration. Uses --model, or trains a small model "
         "on the phantom first. (Peak memory against a bare PyTorch loop: examples/benchmark_attacks.py.)",
     )
-    parser.add_argument("--model", default=None, help="model.pt (default: train one on the phantom)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model.pt, nnU-Net trained-model folder or MONAI bundle folder (default: train one on the phantom)",
+    )
     parser.add_argument("--eps", type=float, default=0.3, help="L-inf budget, z-scored (default: 0.3)")
     parser.add_argument("--iterations", type=int, default=10, help="steps of the iterative attacks (default: 10)")
+    add_model_arguments(parser)
     add_training_arguments(parser)
     add_phantom_arguments(parser, subjects=12)
     add_common_arguments(parser, output="art-seg-benchmark")
@@ -50,17 +60,21 @@ def run(args: argparse.Namespace) -> None:
     with checking_arguments():
         specs = {name: attack_spec(name, iterations=args.iterations) for pair in PAIRS for name in pair}
         check_number("--eps", args.eps, low=0, low_inclusive=False)
+    options = model_options(args)
+    if not args.model and any(value is not None for value in options.values()):
+        raise CommandError("--folds and --checkpoint apply to --model given as an nnU-Net trained-model folder")
     output = writable_folder(args.output)
-    subjects = subjects_or_phantom(args, output / "phantom")
+    segmenter, loading = load_model(args.model, device_type, **options) if args.model else (None, {})
+    loading = loading or {"multiple": 2**args.depth}
+    subjects = subjects_or_phantom(args, output / "phantom", modalities=loading.get("modalities"))
     train_subjects, test_subjects = train_val_split(subjects, args.val_fraction, seed=args.seed)
-    if args.model:
-        segmenter, multiple = load_model(args.model, device_type)
-    else:
-        multiple = 2**args.depth
-        x, y, _ = load_arrays(train_subjects, multiple=multiple)
+    if segmenter is None:
+        x, y, _ = load_arrays(train_subjects, **subject_options(loading))
         segmenter = new_segmenter(x.shape[1:], args, device_type)
         train("none", segmenter, (x, y), None, args, output / "checkpoints")
-    x_test, y_test, metas = load_arrays(test_subjects, multiple=multiple)
+    x_test, y_test, metas = load_arrays(test_subjects, **subject_options(loading))
+    for meta in metas:  # an nnU-Net model refuses data it would have resampled
+        check_spacing(segmenter, meta.header.get_zooms()[:3], meta.shape)
     mask = np.broadcast_to(np.stack([m.brain_mask for m in metas])[:, None], x_test.shape).astype(np.float32)
 
     def dice(x_in: np.ndarray) -> dict[str, float]:

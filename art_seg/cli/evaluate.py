@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from art_seg import distributed
@@ -12,13 +13,19 @@ from art_seg.cli.common import (
     CommandError,
     add_common_arguments,
     add_inference_arguments,
+    add_model_arguments,
     apply_inference_arguments,
+    check_spacing,
     checking_arguments,
+    common_loading,
+    find_model_subjects,
     load_model,
+    model_options,
     setup,
+    subject_options,
 )
-from art_seg.data import find_subjects
-from art_seg.evaluation import RobustnessEvaluator, samples_from_subjects, write_report
+from art_seg.estimators import PyTorchSegmenter
+from art_seg.evaluation import EvaluationSample, RobustnessEvaluator, samples_from_subjects, write_report
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
 
 
@@ -26,13 +33,19 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="Dice per subject and region under attacks over an eps grid; Wilcoxon report",
-        description="Evaluate models (NAME=PATH/model.pt, or PATH alone) on the BraTS subjects under --data: clean "
+        description="Evaluate models (NAME=PATH, or PATH alone; PATH a model.pt, an nnU-Net trained-model folder or "
+        "a MONAI bundle folder) on the BraTS subjects under --data: clean "
         "and under each attack at each eps, Dice per subject and region written to <output>/results.jsonl as it "
         "goes (an interrupted run resumes where it stopped), then <output>/report.md with the study-style table "
         "(Wilcoxon signed-rank against clean) and robustness curves. Softmax and region (sigmoid) models are scored "
         "on the same WT, TC and ET: a region model on its channel of each region, whatever their order.",
     )
-    parser.add_argument("--model", required=True, nargs="+", help="NAME=PATH or PATH of model.pt files")
+    parser.add_argument(
+        "--model",
+        required=True,
+        nargs="+",
+        help="NAME=PATH or PATH of model.pt files, nnU-Net trained-model folders or MONAI bundle folders",
+    )
     parser.add_argument("--data", required=True, help="folder of BraTS subjects (with segmentations)")
     parser.add_argument(
         "--attacks",
@@ -49,18 +62,19 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--iterations", type=int, default=10, help="steps of iterative attacks (default: 10)")
     parser.add_argument("--hd95", action="store_true", help="also record HD95 (mm)")
+    add_model_arguments(parser)
     add_inference_arguments(parser)
     add_common_arguments(parser, output="art-seg-evaluate")
     parser.set_defaults(run=run)
 
 
 def parse_models(values: list[str]) -> dict[str, Path]:
-    """``NAME=PATH`` (or ``PATH``: the name is the file's folder) -> ``{name: path}``."""
+    """``NAME=PATH`` (or ``PATH``: the name is the file's folder, or the model folder's name) -> ``{name: path}``."""
     models: dict[str, Path] = {}
     for value in values:
         name, _, path = value.rpartition("=") if "=" in value else ("", "", value)
         path_ = Path(path)
-        name = name or path_.parent.name or path_.stem
+        name = name or (path_.resolve().name if path_.is_dir() else path_.parent.name or path_.stem)
         if name in models:
             raise CommandError(f"--model names must be unique, {name!r} is given twice")
         models[name] = path_
@@ -74,7 +88,8 @@ def run(args: argparse.Namespace) -> None:
         for eps in args.eps:
             check_number("--eps", eps, low=0, low_inclusive=False)
     paths = parse_models(args.model)
-    models = {name: load_model(path, device_type) for name, path in paths.items()}
+    options = model_options(args)
+    models = {name: load_model(path, device_type, **options) for name, path in paths.items()}
     for segmenter, _ in models.values():
         apply_inference_arguments(segmenter, args)
     evaluator = RobustnessEvaluator(
@@ -86,11 +101,23 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         verbose=not args.quiet,
     )
-    multiple = max(m for _, m in models.values())
-    subjects = find_subjects(args.data)
+    loading = common_loading(loading for _, loading in models.values())
+    subjects = find_model_subjects(args.data, loading)
     if not subjects:
         raise ValueError(f"no BraTS subjects found under --data {args.data!r}")
-    rows = evaluator.run(samples_from_subjects(subjects, multiple=multiple), args.output)
+    samples = samples_from_subjects(subjects, **subject_options(loading))
+    rows = evaluator.run(checked_samples(samples, [seg for seg, _ in models.values()]), args.output)
     if distributed.rank() == 0:  # under torchrun every rank evaluated its share; one writes the report
         report = write_report(rows, args.output, title="art-seg robustness report")
         print(f"{len(rows)} results in {args.output}\nreport: {report}")
+
+
+def checked_samples(
+    samples: Iterable[EvaluationSample], segmenters: list[PyTorchSegmenter]
+) -> Iterator[EvaluationSample]:
+    """``samples``, each checked against every model's spacing rule (an nnU-Net model refuses data it would have
+    resampled) before it is evaluated."""
+    for sample in samples:
+        for segmenter in segmenters:
+            check_spacing(segmenter, sample.spacing, sample.image.shape[1:])
+        yield sample

@@ -64,7 +64,7 @@ def oracles(centres: np.ndarray) -> dict[str, PyTorchSegmenter]:
 def test_evaluate_scores_perfect_softmax_and_region_models_at_dice_one(oracle_subjects, tmp_path, monkeypatch):
     data, centres = oracle_subjects
     models = oracles(centres)
-    monkeypatch.setattr(evaluate, "load_model", lambda path, device_type: (models[path.stem], 1))
+    monkeypatch.setattr(evaluate, "load_model", lambda path, device_type, **_: (models[path.stem], {"multiple": 1}))
     output = tmp_path / "evaluated"
     arguments = ["evaluate", "--model", *[f"{name}={name}.pt" for name in models], "--data", str(data)]
     assert main([*arguments, "--attacks", "fgm", "--eps", "0.1", "--quiet", "--output", str(output)]) == 0
@@ -85,7 +85,7 @@ def test_evaluate_scores_perfect_softmax_and_region_models_at_dice_one(oracle_su
 def test_attack_writes_a_region_models_predictions_as_brats_label_maps(oracle_subjects, tmp_path, monkeypatch):
     data, centres = oracle_subjects
     model = oracles(centres)["monai_brats"]  # channels TC, WT, ET
-    monkeypatch.setattr(attack, "load_model", lambda path, device_type: (model, 1))
+    monkeypatch.setattr(attack, "load_model", lambda path, device_type, **_: (model, {"multiple": 1}))
     output = tmp_path / "attacked"
     arguments = ["attack", "--model", "m.pt", "--input", str(data), "--attack", "fgm", "--eps", "1e-3", "--quiet"]
     assert main([*arguments, "--output", str(output)]) == 0
