@@ -38,18 +38,27 @@ from tests.integrations.nnunet_builders import (  # noqa: E402
     nnunet_predictor,
 )
 
+#: A dataset of its own labels (not BraTS): art_seg keeps its channel names and label values as classes.
+OWN_LABELS = {
+    "channel_names": {"0": "MRI_a", "1": "MRI_b"},
+    "labels": {"background": 0, "left": 1, "right": 2},
+}
+#: nnU-Net's MSD labels 0 bg, 1 edema, 2 non-enhancing, 3 enhancing -> art_seg classes 0, 2, 1, 3.
+MSD_CHANNEL_OF_CLASS = [0, 2, 1, 3]
 # Per dataset: patch and transpose_forward (network axes), the preprocessed volume's shape (network axes), how a
-# network-axes array (K or C first) becomes art_seg's (x, y, z), and the art_seg channel order as file channels.
+# network-axes array (K or C first) becomes art_seg's (x, y, z), the art_seg channel order as file channels, the
+# network channel of each art_seg class (softmax), and the label values art_seg's classes are written back in.
 CASES = {
     # network axes (z, y, x): art_seg's is the reverse; channels t1, t1ce, t2, flair = files 1, 2, 3, 0
     "labels": dict(dataset=MSD_LABELS, patch=(16, 24, 16), transpose=(0, 1, 2), shape=(20, 30, 26),
-                   to_art=(0, 3, 2, 1), channels=[1, 2, 3, 0]),
+                   to_art=(0, 3, 2, 1), channels=[1, 2, 3, 0], classes=MSD_CHANNEL_OF_CLASS, values="msd_brats"),
     # network axes (x, z, y) (reader axes 2, 0, 1); axis 0 (x) shorter than the patch: nnU-Net pads it
     "regions": dict(dataset=BRATS_REGIONS, patch=(16, 16, 24), transpose=(2, 0, 1), shape=(13, 21, 30),
-                    to_art=(0, 1, 3, 2), channels=[0, 1, 2, 3]),
+                    to_art=(0, 1, 3, 2), channels=[0, 1, 2, 3], classes=None, values="msd_brats"),
+    # network axes (y, x, z) (reader axes 1, 2, 0); two channels in file order, classes = label values
+    "own": dict(dataset=OWN_LABELS, patch=(16, 16, 16), transpose=(1, 2, 0), shape=(20, 17, 24),
+                to_art=(0, 2, 1, 3), channels=[0, 1], classes=None, values=None),
 }  # fmt: skip
-#: nnU-Net's MSD labels 0 bg, 1 edema, 2 non-enhancing, 3 enhancing -> art_seg classes 0, 2, 1, 3.
-MSD_CHANNEL_OF_CLASS = [0, 2, 1, 3]
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +89,8 @@ def predictor():
 def _inputs(name: str, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
     """A preprocessed volume in nnU-Net's network axes ``(C, *shape)`` and the same in art_seg's ``(1, C, x, y, z)``."""
     case = CASES[name]
-    x_nn = torch.from_numpy(np.random.default_rng(seed).normal(size=(4, *case["shape"])).astype(np.float32))
+    size = (len(case["channels"]), *case["shape"])
+    x_nn = torch.from_numpy(np.random.default_rng(seed).normal(size=size).astype(np.float32))
     x_art = x_nn[case["channels"]].permute(case["to_art"]).numpy()[None]
     return x_nn, np.ascontiguousarray(x_art)
 
@@ -88,20 +98,24 @@ def _inputs(name: str, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
 def _to_art(name: str, logits_nn: torch.Tensor) -> np.ndarray:
     """nnU-Net's logits ``(K, *network axes)`` as art_seg's ``(K, x, y, z)`` in art_seg classes."""
     out = logits_nn.float().permute(CASES[name]["to_art"])
-    return (out[MSD_CHANNEL_OF_CLASS] if name == "labels" else out).numpy()
+    classes = CASES[name]["classes"]
+    return (out if classes is None else out[classes]).numpy()
 
 
 def _nnunet_labels(name: str, predictor: nnUNetPredictor, logits_nn: torch.Tensor) -> np.ndarray:
     """nnU-Net's own label map (its label manager: softmax argmax, or regions painted in regions_class_order) of its
-    logits, in nnU-Net's label values (1 edema, 2 necrosis, 3 enhancing), on art_seg's axes ``(x, y, z)``."""
+    logits, in nnU-Net's label values (BraTS: 1 edema, 2 necrosis, 3 enhancing), on art_seg's axes ``(x, y, z)``."""
     labels = np.asarray(predictor.label_manager.convert_logits_to_segmentation(logits_nn.float()))
     return np.transpose(labels, [a - 1 for a in CASES[name]["to_art"][1:]])
 
 
 @pytest.mark.parametrize(
     ("name", "folds", "mirroring"),
-    [("labels", (0,), False), ("labels", (0, 1), True), ("regions", (0,), True), ("regions", (0, 1), False)],
-)
+    [
+        ("labels", (0,), False), ("labels", (0, 1), True), ("regions", (0,), True), ("regions", (0, 1), False),
+        ("own", (0, 1), True),
+    ],
+)  # fmt: skip
 def test_predict_equals_float32_nnunet_predictor(folders, predictor, name, folds, mirroring):
     """Logits within float tolerance and hard labels >= 99.9 % equal to nnUNetPredictor's (float32 accumulation),
     after art_seg's axes, channels and classes are converted by hand."""
@@ -115,7 +129,9 @@ def test_predict_equals_float32_nnunet_predictor(folders, predictor, name, folds
     np.testing.assert_allclose(logits, reference, rtol=1e-5, atol=1e-5)  # measured: up to 2e-6
     # hard labels: art_seg's, written in nnU-Net's label values, against nnU-Net's label manager on its logits
     hard = hard_prediction(torch.from_numpy(logits[None]), segmenter.activation).numpy()
-    ours = classes_to_labels(segmenter.to_label_map(hard)[0], "msd_brats")
+    ours = segmenter.to_label_map(hard)[0]
+    if CASES[name]["values"] is not None:
+        ours = classes_to_labels(ours, CASES[name]["values"])
     theirs = _nnunet_labels(name, reference_predictor, logits_nn)
     assert len(np.unique(theirs)) >= 2, "degenerate case: the reference predicts one label everywhere"
     assert (ours == theirs).mean() >= 0.999
@@ -134,6 +150,9 @@ def test_loader_reads_the_folder_conventions(folders):
     assert regions.activation == "sigmoid" and regions.regions == REGION_PRESETS["nnunet_brats"]
     assert regions.model.mirror_axes == () and len(regions.model.networks) == 2
     assert regions.sliding_window.roi_size == (16, 24, 16)  # network (x, z, y) = (16, 16, 24) in (x, y, z)
+    own = load_nnunet(folders["own"], device="cpu")
+    assert own.model.modalities == ("MRI_a", "MRI_b") and own.model.label_convention.values == (0, 1, 2)
+    assert own.model.label_convention.class_names == ("background", "left", "right")
 
 
 def test_default_half_precision_predictor_figures(folders, predictor, capsys):
