@@ -17,8 +17,9 @@ reader axes ``(C, z, y, x)``  the segmenter takes art_seg's ``(N, C, x, y, z)`` 
 then ``transpose_forward``    permutes to nnU-Net's network axes and back (:attr:`NnUNetModel.to_nnunet`)
 channels in file order        the segmenter takes art_seg's channel order (``t1, t1ce, t2, flair`` for BraTS
                               series, :attr:`NnUNetModel.modalities`); the model reorders them
-crop to the non-zero box      the caller's data loading: ``art_seg.data`` with ``margin=0, multiple=1``
-                              (:attr:`NnUNetModel.subject_loading`) crops to the same box
+crop to the non-zero box,     the caller's data loading: ``art_seg.data`` with ``margin=0, multiple=1``
+background outside it         (:attr:`NnUNetModel.subject_loading`) crops to the same box, and writing
+                              predictions back fills background outside it
 ``ZScoreNormalization`` with  what ``art_seg.data`` does: z-score over the voxels non-zero in any channel, 0
 ``use_mask_for_norm``         outside. nnU-Net also counts holes enclosed by the mask (``binary_fill_holes``);
                               a scan with such holes differs there. Other schemes are refused.
@@ -221,8 +222,11 @@ def load_nnunet(
 
     The segmenter takes art_seg's input: ``(N, C, x, y, z)`` float32, channels in ``model.modalities`` order,
     cropped to the non-zero bounding box and z-scored over the non-zero voxels, as ``art_seg.data`` loads it with
-    ``model.subject_loading`` (``margin=0, multiple=1``; other crops and paddings run too, but nnU-Net's windows
-    then lie elsewhere); at the plans' spacing (``model.check_spacing``). It returns logits of art_seg classes
+    ``model.subject_loading`` (``margin=0, multiple=1``), at the plans' spacing (``model.check_spacing``). Other
+    crops and paddings run too but are not nnU-Net's prediction: its windows then lie elsewhere, and the margin,
+    which nnU-Net never predicts (background outside the box), gets the network's prediction (measured on
+    random-weight models with art_seg's default ``margin=4, multiple=16``: 43 to 77 % of the voxels of the
+    original grid agree, against 100 % with ``subject_loading``). It returns logits of art_seg classes
     (softmax) or of the dataset's regions (sigmoid, ``regions=`` a :class:`~art_seg.data.RegionSpec` in art_seg
     classes), with nnU-Net's window placement, Gaussian, mirroring and fold averaging (module docstring).
     Predictions, losses and input gradients are those of this function (float32 throughout).
