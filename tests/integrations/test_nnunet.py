@@ -322,3 +322,11 @@ def test_art_seg_files_in_and_out_equal_nnunet_on_the_same_files(tmp_path, folde
     assert meta.label_convention == "brats2018" and written.shape == meta.original_shape == (40, 36, 28)
     assert len(np.unique(expected)) >= 2, "degenerate case: nnU-Net predicts one label everywhere"
     assert (written == expected).mean() >= 0.999
+
+
+def test_without_nnunetv2_the_loader_says_what_to_install(folders, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nnunetv2.utilities.plans_handling.plans_handler", None)
+    with pytest.raises(ImportError, match=r"load_nnunet needs nnunetv2: pip install art-seg\[nnunet\]"):
+        load_nnunet(folders["labels"])
