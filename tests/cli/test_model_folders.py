@@ -81,7 +81,7 @@ def test_kinds_are_recognised_from_the_contents(tmp_path, bundle):
 def test_evaluate_runs_a_bundle_end_to_end(tmp_path, data, bundle):
     out = tmp_path / "evaluate"
     argv = ["evaluate", "--model", str(bundle), "--data", str(data), "--attacks", "fgsm", "--eps", "0.2",
-            "--device", "cpu", "--quiet", "--output", str(out)]  # fmt: skip
+            "--device", "cpu", "--threads", "1", "--quiet", "--output", str(out)]  # fmt: skip
     assert main(argv) == 0
     rows = read_results(out)
     assert {row["model"] for row in rows} == {"brats_bundle"}
@@ -95,7 +95,7 @@ def test_evaluate_runs_a_bundle_end_to_end(tmp_path, data, bundle):
 def test_attack_writes_bundle_predictions_in_the_original_grid_and_brats_labels(tmp_path, data, bundle):
     out = tmp_path / "attack"
     argv = ["attack", "--model", str(bundle), "--input", str(data), "--attack", "fgsm", "--eps", "0.2",
-            "--device", "cpu", "--quiet", "--output", str(out)]  # fmt: skip
+            "--device", "cpu", "--threads", "1", "--quiet", "--output", str(out)]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads((out / "attack_summary.json").read_text())
     assert len(summary) == 2
