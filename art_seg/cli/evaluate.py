@@ -24,6 +24,7 @@ from art_seg.cli.common import (
     setup,
     subject_options,
 )
+from art_seg.data import Subject, iter_subjects, write_prediction
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.evaluation import EvaluationSample, RobustnessEvaluator, samples_from_subjects, write_report
 from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
@@ -62,6 +63,12 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--iterations", type=int, default=10, help="steps of iterative attacks (default: 10)")
     parser.add_argument("--hd95", action="store_true", help="also record HD95 (mm)")
+    parser.add_argument(
+        "--predictions",
+        action="store_true",
+        help="also write each model's clean prediction of each subject over its source scans, in the data's label "
+        "values: <output>/predictions/<model>/<subject>_prediction.nii.gz",
+    )
     add_model_arguments(parser)
     add_inference_arguments(parser)
     add_common_arguments(parser, output="art-seg-evaluate")
@@ -110,6 +117,10 @@ def run(args: argparse.Namespace) -> None:
     if distributed.rank() == 0:  # under torchrun every rank evaluated its share; one writes the report
         report = write_report(rows, args.output, title="art-seg robustness report")
         print(f"{len(rows)} results in {args.output}\nreport: {report}")
+        if args.predictions:
+            segmenters = {name: seg for name, (seg, _) in models.items()}
+            written = write_predictions(segmenters, subjects, loading, Path(args.output) / "predictions")
+            print(f"{written} prediction(s) in {Path(args.output) / 'predictions'}")
 
 
 def checked_samples(
@@ -121,3 +132,19 @@ def checked_samples(
         for segmenter in segmenters:
             check_spacing(segmenter, sample.spacing, sample.image.shape[1:])
         yield sample
+
+
+def write_predictions(
+    segmenters: dict[str, PyTorchSegmenter], subjects: list[Subject], loading: dict[str, Any], folder: Path
+) -> int:
+    """Write every model's clean prediction of every subject over the subject's source scans (the original grid,
+    the data's label convention; a region model's masks painted into classes): ``folder/<model>/<subject>
+    _prediction.nii.gz``. Returns how many files were written (subjects that cannot be loaded are skipped with a
+    warning)."""
+    written = 0
+    for image, _, meta in iter_subjects(subjects, **subject_options(loading)):
+        for name, segmenter in segmenters.items():
+            labels = segmenter.to_label_map(segmenter.predict_labels(image[None], batch_size=1))[0]
+            write_prediction(folder / name / f"{meta.subject_id}_prediction.nii.gz", labels, meta)
+            written += 1
+    return written

@@ -125,8 +125,9 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
             nnU-Net's when they shrink, as nnU-Net's), ``"nnunet"``, ``"monai"``, ``None`` (the full-resolution
             head only) or one weight per head; see :func:`art_seg.losses.deep_supervision_weights`.
         sliding_window: a :class:`~art_seg.estimators.sliding_window.SlidingWindow` (window size, overlap,
-            blending, windows per model call) to evaluate inputs window by window, or ``None`` (the default) to
-            run the model on whole inputs. Settable with :meth:`set_params`.
+            blending, placement, windows per model call; MONAI's or nnU-Net's exactly) to evaluate inputs window
+            by window, or ``None`` (the default) to run the model on whole inputs. Settable with
+            :meth:`set_params`.
         autocast: run the model's forward pass under ``torch.autocast`` in ``"bfloat16"`` (CPU and recent GPUs)
             or ``"float16"`` (GPUs), or ``None`` for full precision. Logits are cast back to the input's dtype
             before any loss, so losses, input gradients and attack steps stay in float32; training under

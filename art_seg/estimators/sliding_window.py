@@ -10,7 +10,7 @@ where ``l_w`` are window ``w``'s logits and ``b_w`` its blending weights: MONAI'
 (``mode="gaussian"``), nnU-Net v2's (``mode="nnunet"``) or ones (``mode="constant"``), see
 :func:`blending_weights`.
 
-Two placements of the windows (``placement``):
+Three placements of the windows (``placement``):
 
 - ``"monai"`` (MONAI's ``dense_patch_slices`` scan): along each spatial dimension windows start at 0 and step by
   ``floor(roi * (1 - overlap))`` voxels (at least 1); the last window is moved back to end flush with the

@@ -110,6 +110,9 @@ def load_bundle(
     logits ``(N, K, *spatial)``; ``predict`` applies the activation of the bundle's postprocessing (module
     docstring). The network is put in eval mode (dropout off), as MONAI's evaluator does.
 
+    Parsing runs the config's Python expressions (``"$..."`` entries), as MONAI does: load only bundles you trust
+    (the weights themselves are read with ``weights_only=True``).
+
     Args:
         folder: the bundle folder (``configs/inference.json``, ``configs/metadata.json``, ``models/model.pt``).
         device: ``None`` or ``"gpu"`` (CUDA when available, else the CPU) or ``"cpu"``.

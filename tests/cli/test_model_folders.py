@@ -1,7 +1,7 @@
 """``--model`` given as a MONAI bundle folder, end to end on phantom data in the BraTS layout: ``art-seg evaluate``
-scores it, ``art-seg attack`` writes its predictions over the source scans in the data's BraTS labels (checked
-against the bundle run the way MONAI runs it, with the BraTS bundle's own label conversion); and the errors of a
-``--model`` that is no model, or of nnU-Net options given for another kind."""
+scores it and (``--predictions``), as ``art-seg attack`` does, writes its predictions over the source scans in the
+data's BraTS labels (checked against the bundle run the way MONAI runs it, with the BraTS bundle's own label
+conversion); and the errors of a ``--model`` that is no model, or of nnU-Net options given for another kind."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def bundle_labels(folder, image):
     network.load_state_dict(torch.load(folder / "models" / "model.pt", weights_only=True))
     network.eval()
     with torch.no_grad():
-        probabilities = torch.sigmoid(parser.get_parsed_content("inferer")(torch.from_numpy(image[None, TO_BUNDLE]), network))[0]
+        logits = parser.get_parsed_content("inferer")(torch.from_numpy(image[None, TO_BUNDLE]), network)
+    probabilities = torch.sigmoid(logits)[0]
     x = (probabilities >= 0.5).numpy()
     labels = np.where(x[2], 4, np.where(x[0], 1, np.where(x[1], 2, 0)))
     return labels, np.abs(probabilities.numpy() - 0.5).min(axis=0) < 1e-6
@@ -78,30 +79,13 @@ def test_kinds_are_recognised_from_the_contents(tmp_path, bundle):
         model_kind(tmp_path / "missing")
 
 
-def test_evaluate_runs_a_bundle_end_to_end(tmp_path, data, bundle):
-    out = tmp_path / "evaluate"
-    argv = ["evaluate", "--model", str(bundle), "--data", str(data), "--attacks", "fgsm", "--eps", "0.2",
-            "--device", "cpu", "--quiet", "--output", str(out)]  # fmt: skip
-    assert main(argv) == 0
-    rows = read_results(out)
-    assert {row["model"] for row in rows} == {"brats_bundle"}
-    assert {row["subject"] for row in rows} == {s.id for s in find_subjects(data)}
-    assert {row["attack"] for row in rows} == {"clean", "FGSM"}
-    for row in rows:
-        assert all(0.0 <= row["dice"][region] <= 1.0 for region in ("WT", "TC", "ET")), row
-    assert (out / "report.md").is_file()
-
-
-def test_attack_writes_bundle_predictions_in_the_original_grid_and_brats_labels(tmp_path, data, bundle):
-    out = tmp_path / "attack"
-    argv = ["attack", "--model", str(bundle), "--input", str(data), "--attack", "fgsm", "--eps", "0.2",
-            "--device", "cpu", "--quiet", "--output", str(out)]  # fmt: skip
-    assert main(argv) == 0
-    summary = json.loads((out / "attack_summary.json").read_text())
-    assert len(summary) == 2
+def check_predictions(data, bundle, path_of):
+    """The prediction file ``path_of(subject id)`` of each subject, read back with nibabel: the source scan's grid
+    and affine, BraTS 2020 label values, and equal to the bundle's own prediction (uncropped) wherever the
+    bundle's float32 sigmoid is not a tie at 0.5."""
     for subject in find_subjects(data):
         image, _, meta = load_subject(subject, multiple=2)  # the bundle's "2*n"
-        written = nib.load(out / subject.id / f"{subject.id}_prediction_clean.nii.gz")
+        written = nib.load(path_of(subject.id))
         source = nib.load(subject.paths["t1"])
         assert written.shape == source.shape == SHAPE
         np.testing.assert_allclose(written.affine, source.affine)
@@ -114,6 +98,31 @@ def test_attack_writes_bundle_predictions_in_the_original_grid_and_brats_labels(
         np.testing.assert_array_equal(labels[ok], meta.crop_pad.invert(expected)[ok])
 
 
+def test_evaluate_runs_a_bundle_end_to_end_and_writes_its_predictions(tmp_path, data, bundle):
+    out = tmp_path / "evaluate"
+    argv = ["evaluate", "--model", str(bundle), "--data", str(data), "--attacks", "fgsm", "--eps", "0.2",
+            "--predictions", "--device", "cpu", "--threads", "1", "--quiet", "--output", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = read_results(out)
+    assert {row["model"] for row in rows} == {"brats_bundle"}
+    assert {row["subject"] for row in rows} == {s.id for s in find_subjects(data)}
+    assert {row["attack"] for row in rows} == {"clean", "FGSM"}
+    for row in rows:
+        assert all(0.0 <= row["dice"][region] <= 1.0 for region in ("WT", "TC", "ET")), row
+    assert (out / "report.md").is_file()
+    predictions = out / "predictions" / "brats_bundle"
+    check_predictions(data, bundle, lambda subject: predictions / f"{subject}_prediction.nii.gz")
+
+
+def test_attack_writes_bundle_predictions_in_the_original_grid_and_brats_labels(tmp_path, data, bundle):
+    out = tmp_path / "attack"
+    argv = ["attack", "--model", str(bundle), "--input", str(data), "--attack", "fgsm", "--eps", "0.2",
+            "--device", "cpu", "--threads", "1", "--quiet", "--output", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert len(json.loads((out / "attack_summary.json").read_text())) == 2
+    check_predictions(data, bundle, lambda subject: out / subject / f"{subject}_prediction_clean.nii.gz")
+
+
 def test_model_errors_are_one_line(tmp_path, capsys, data, bundle):
     def run(*extra):
         return main(["evaluate", "--data", str(data), "--device", "cpu", "--quiet", "--output",
@@ -124,7 +133,8 @@ def test_model_errors_are_one_line(tmp_path, capsys, data, bundle):
     assert run(str(empty)) == 1
     line = one_error_line(capsys, "evaluate")
     assert line.startswith(f"model '{empty}' is a folder of none of the known kinds (expected an art_seg checkpoint")
-    assert "nnU-Net trained-model folder (plans.json, dataset.json, fold_X/)" in line and "configs/inference.json" in line
+    assert "nnU-Net trained-model folder (plans.json, dataset.json, fold_X/)" in line
+    assert "MONAI bundle folder (configs/inference.json)" in line
 
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint\n")
