@@ -50,7 +50,7 @@ MSD_CHANNEL_OF_CLASS = [0, 2, 1, 3]
 # network channel of each art_seg class (softmax), and the label values art_seg's classes are written back in.
 CASES = {
     # network axes (z, y, x): art_seg's is the reverse; channels t1, t1ce, t2, flair = files 1, 2, 3, 0
-    "labels": dict(dataset=MSD_LABELS, patch=(16, 24, 16), transpose=(0, 1, 2), shape=(20, 30, 26),
+    "labels": dict(dataset=MSD_LABELS, patch=(16, 24, 16), transpose=(0, 1, 2), shape=(18, 28, 22),
                    to_art=(0, 3, 2, 1), channels=[1, 2, 3, 0], classes=MSD_CHANNEL_OF_CLASS, values="msd_brats"),
     # network axes (x, z, y) (reader axes 2, 0, 1); axis 0 (x) shorter than the patch: nnU-Net pads it
     "regions": dict(dataset=BRATS_REGIONS, patch=(16, 16, 24), transpose=(2, 0, 1), shape=(13, 21, 30),
