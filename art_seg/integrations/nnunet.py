@@ -71,10 +71,13 @@ __all__ = ["NnUNetModel", "load_nnunet"]
 TILE_STEP_SIZE = 0.5
 #: Readers whose arrays are ``(C, z, y, x)`` of the file (no reorientation).
 READERS = ("SimpleITKIO", "NibabelIO")
-#: Numpy scalars nnU-Net's checkpoints hold in their training log (loaded by ``weights_only=True`` when allowed).
+_SCALAR = np._core.multiarray.scalar
+#: Numpy scalars nnU-Net's checkpoints hold in their training log (loaded by ``weights_only=True`` when allowed);
+#: checkpoints saved under numpy 1 name the scalar constructor ``numpy.core.multiarray.scalar``.
 _NUMPY_SAFE_GLOBALS = [
     np.dtype,
-    np._core.multiarray.scalar,
+    _SCALAR,
+    (_SCALAR, "numpy.core.multiarray.scalar"),
     np.dtypes.Float64DType,
     np.dtypes.Float32DType,
     np.dtypes.Int64DType,

@@ -12,7 +12,9 @@ proxy of the module's ``torch``; ``compute_gaussian`` with ``dtype=torch.float32
 from __future__ import annotations
 
 import functools
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -155,6 +157,23 @@ def make_nnunet_folder(
         (folder / f"fold_{fold}").mkdir()
         torch.save(checkpoint, folder / f"fold_{fold}" / "checkpoint_final.pth")
     return folder
+
+
+def as_saved_under_numpy1(path: Path) -> None:
+    """Rewrite a checkpoint as numpy 1 pickles numpy scalars (``numpy.core.multiarray.scalar``, numpy 2's is
+    ``numpy._core``), as nnU-Net checkpoints trained before numpy 2 hold them (torch.save's pickle protocol 2 names
+    globals as text lines)."""
+    with zipfile.ZipFile(path) as source:
+        entries = {name: source.read(name) for name in source.namelist()}
+    for name, data in entries.items():
+        if name.endswith("/data.pkl"):
+            assert b"numpy._core.multiarray\nscalar" in data
+            entries[name] = data.replace(b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as target:
+        for name, data in entries.items():
+            target.writestr(name, data)
+    path.write_bytes(buffer.getvalue())
 
 
 class _HalfIsFloat32:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import pickle
 from argparse import Namespace
 
 import numpy as np
@@ -34,6 +35,7 @@ from art_seg.integrations.nnunet import load_nnunet  # noqa: E402
 from tests.integrations.nnunet_builders import (  # noqa: E402
     BRATS_REGIONS,
     MSD_LABELS,
+    as_saved_under_numpy1,
     make_nnunet_folder,
     nnunet_predictor,
 )
@@ -270,6 +272,19 @@ def test_spacing_other_than_the_plans_is_refused(folders, tmp_path):
 def test_bad_arguments(folders, kwargs, error, match):
     with pytest.raises(error, match=match):
         load_nnunet(folders["labels"], **kwargs)
+
+
+def test_checkpoints_saved_under_numpy1_load_with_weights_only(tmp_path):
+    """nnU-Net's training log holds numpy scalars; a checkpoint pickled under numpy 1 names them
+    numpy.core.multiarray.scalar, which weights_only=True refuses unless allowed under that name."""
+    folder = make_nnunet_folder(tmp_path, MSD_LABELS, folds=(0,))
+    path = folder / "fold_0" / "checkpoint_final.pth"
+    as_saved_under_numpy1(path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    expected = torch.load(path, weights_only=False)["network_weights"]
+    loaded = load_nnunet(folder, device="cpu").model.networks[0].state_dict()
+    assert loaded.keys() == expected.keys() and all(torch.equal(loaded[k], v) for k, v in expected.items())
 
 
 def test_unsupported_folders_are_refused(tmp_path):
