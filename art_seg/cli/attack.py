@@ -10,13 +10,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from art_seg._checks import check_number
 from art_seg.cli.common import (
     add_common_arguments,
     add_inference_arguments,
-    apply_inference_arguments,
-    checking_arguments,
-    load_model,
+    checked_attack_specs,
+    load_inference_model,
     setup,
     write_json,
 )
@@ -30,7 +28,7 @@ from art_seg.data import (
 )
 from art_seg.estimators import PyTorchSegmenter
 from art_seg._files import writable_folder
-from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec, attack_spec
+from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec
 from art_seg.evaluation.scoring import region_dice
 
 
@@ -56,12 +54,9 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> None:
     device_type = setup(args)
-    with checking_arguments():
-        spec = attack_spec(args.attack, iterations=args.iterations)
-        check_number("--eps", args.eps, low=0, low_inclusive=False)
+    [spec] = checked_attack_specs([args.attack], [args.eps], args.iterations)
     output = writable_folder(args.output)
-    segmenter, multiple = load_model(args.model, device_type)
-    apply_inference_arguments(segmenter, args)
+    segmenter, multiple = load_inference_model(args.model, device_type, args)
     subjects = find_subjects(args.input)
     if not subjects:
         raise ValueError(f"no BraTS subjects found under --input {args.input!r}")

@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from art_seg._checks import check_number
 from art_seg.cli.common import (
     add_common_arguments,
     add_phantom_arguments,
-    checking_arguments,
+    checked_attack_specs,
     load_model,
     setup,
     subjects_or_phantom,
@@ -21,7 +20,6 @@ from art_seg.cli.common import (
 from art_seg.cli.train import add_training_arguments, new_segmenter, train
 from art_seg.data import REGIONS, load_arrays, train_val_split
 from art_seg._files import writable_folder
-from art_seg.evaluation.attack_specs import attack_spec
 from art_seg.evaluation.scoring import mean_region_dice
 
 PAIRS = [("fgsm", "fgm"), ("i-fgsm", "bim"), ("i-fgsm", "pgd")]
@@ -47,9 +45,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> None:
     device_type = setup(args)
-    with checking_arguments():
-        specs = {name: attack_spec(name, iterations=args.iterations) for pair in PAIRS for name in pair}
-        check_number("--eps", args.eps, low=0, low_inclusive=False)
+    names = [name for pair in PAIRS for name in pair]
+    specs = dict(zip(names, checked_attack_specs(names, [args.eps], args.iterations)))
     output = writable_folder(args.output)
     subjects = subjects_or_phantom(args, output / "phantom")
     train_subjects, test_subjects = train_val_split(subjects, args.val_fraction, seed=args.seed)

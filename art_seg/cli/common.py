@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from art_seg import distributed
+from art_seg._checks import check_number
 from art_seg.data import Subject, find_subjects, make_brats_phantom
 from art_seg.defences import load_segmenter
 from art_seg.estimators import PyTorchSegmenter
 from art_seg._files import atomic_write_files
+from art_seg.evaluation.attack_specs import AttackSpec, attack_spec
 from art_seg.evaluation.scoring import region_channels
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -33,6 +35,19 @@ def checking_arguments() -> Iterator[None]:
         yield
     except (ValueError, TypeError) as error:
         raise CommandError(str(error)) from error
+
+
+def checked_attack_specs(
+    names: Iterable[str], eps: Iterable[float], iterations: int, *, eps_option: str = "--eps"
+) -> list[AttackSpec]:
+    """The :class:`~art_seg.evaluation.attack_specs.AttackSpec` of each attack name with ``iterations`` steps,
+    after checking every eps (> 0, z-scored units): a :class:`CommandError` names the first bad value (an unknown
+    attack, iterations below 1, or an eps named as ``eps_option``)."""
+    with checking_arguments():
+        specs = [attack_spec(name, iterations=iterations) for name in names]
+        for value in eps:
+            check_number(eps_option, value, low=0, low_inclusive=False)
+    return specs
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, output: str) -> None:
@@ -131,9 +146,14 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--autocast", choices=("bfloat16", "float16"), default=None, help="mixed-precision forward")
 
 
-def apply_inference_arguments(segmenter: Any, args: argparse.Namespace) -> None:
-    """Set the sliding window and autocast chosen on the command line on a loaded segmenter."""
+def load_inference_model(
+    path: str | Path, device_type: str, args: argparse.Namespace
+) -> tuple[PyTorchSegmenter, int]:
+    """:func:`load_model`, with the sliding window and autocast chosen on the command line
+    (:func:`add_inference_arguments`) set on the segmenter."""
     from art_seg.estimators import SlidingWindow
 
+    segmenter, multiple = load_model(path, device_type)
     window = None if args.window is None else SlidingWindow(roi_size=args.window)
     segmenter.set_params(sliding_window=window, autocast=args.autocast)
+    return segmenter, multiple

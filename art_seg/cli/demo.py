@@ -24,6 +24,7 @@ from art_seg._checks import check_number
 from art_seg.cli.common import (
     add_common_arguments,
     add_phantom_arguments,
+    checked_attack_specs,
     checking_arguments,
     setup,
     subjects_or_phantom,
@@ -73,11 +74,10 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     device_type = setup(args)
+    # every check before the long work starts
     check_regions_argument(args)
-    with checking_arguments():  # every check before the long work starts
-        evaluator_attacks = [attack_spec(name, iterations=args.iterations) for name in ATTACKS]
-        for eps in args.eval_eps:
-            check_number("--eval-eps", eps, low=0, low_inclusive=False)
+    evaluator_attacks = checked_attack_specs(ATTACKS, args.eval_eps, args.iterations, eps_option="--eval-eps")
+    with checking_arguments():
         for name in ("epochs", "defence_epochs", "batch_size"):
             check_number(f"--{name.replace('_', '-')}", getattr(args, name), low=1, integer=True)
     output = writable_folder(args.output)

@@ -7,19 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from art_seg import distributed
-from art_seg._checks import check_number
 from art_seg.cli.common import (
     CommandError,
     add_common_arguments,
     add_inference_arguments,
-    apply_inference_arguments,
-    checking_arguments,
-    load_model,
+    checked_attack_specs,
+    load_inference_model,
     setup,
 )
 from art_seg.data import find_subjects
 from art_seg.evaluation import RobustnessEvaluator, samples_from_subjects, write_report
-from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
+from art_seg.evaluation.attack_specs import ATTACK_NAMES
 
 
 def add_parser(subparsers: Any) -> None:
@@ -69,14 +67,9 @@ def parse_models(values: list[str]) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> None:
     device_type = setup(args)
-    with checking_arguments():
-        specs = [attack_spec(name, iterations=args.iterations) for name in args.attacks]  # unknown names fail here
-        for eps in args.eps:
-            check_number("--eps", eps, low=0, low_inclusive=False)
+    specs = checked_attack_specs(args.attacks, args.eps, args.iterations)
     paths = parse_models(args.model)
-    models = {name: load_model(path, device_type) for name, path in paths.items()}
-    for segmenter, _ in models.values():
-        apply_inference_arguments(segmenter, args)
+    models = {name: load_inference_model(path, device_type, args) for name, path in paths.items()}
     evaluator = RobustnessEvaluator(
         {name: seg for name, (seg, _) in models.items()},
         specs,

@@ -4,7 +4,7 @@ maps, a sigmoid model without regions is refused in one line, and `art-seg demo 
 of region models.
 
 The loader (art_seg.defences.load_segmenter) rebuilds art_seg's UNets only, so the oracle models are handed to
-the commands by replacing their `load_model`; everything after loading is the commands' own code."""
+the commands by replacing `art_seg.cli.common.load_model`; everything after loading is the commands' own code."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from art_seg.cli import attack, evaluate
+from art_seg.cli import common
 from art_seg.cli.main import main
 from art_seg.data import classes_to_labels, find_subjects, load_arrays, save_nifti
 from art_seg.data.synthetic import phantom_affine
@@ -64,7 +64,7 @@ def oracles(centres: np.ndarray) -> dict[str, PyTorchSegmenter]:
 def test_evaluate_scores_perfect_softmax_and_region_models_at_dice_one(oracle_subjects, tmp_path, monkeypatch):
     data, centres = oracle_subjects
     models = oracles(centres)
-    monkeypatch.setattr(evaluate, "load_model", lambda path, device_type: (models[path.stem], 1))
+    monkeypatch.setattr(common, "load_model", lambda path, device_type: (models[path.stem], 1))
     output = tmp_path / "evaluated"
     arguments = ["evaluate", "--model", *[f"{name}={name}.pt" for name in models], "--data", str(data)]
     assert main([*arguments, "--attacks", "fgm", "--eps", "0.1", "--quiet", "--output", str(output)]) == 0
@@ -85,7 +85,7 @@ def test_evaluate_scores_perfect_softmax_and_region_models_at_dice_one(oracle_su
 def test_attack_writes_a_region_models_predictions_as_brats_label_maps(oracle_subjects, tmp_path, monkeypatch):
     data, centres = oracle_subjects
     model = oracles(centres)["monai_brats"]  # channels TC, WT, ET
-    monkeypatch.setattr(attack, "load_model", lambda path, device_type: (model, 1))
+    monkeypatch.setattr(common, "load_model", lambda path, device_type: (model, 1))
     output = tmp_path / "attacked"
     arguments = ["attack", "--model", "m.pt", "--input", str(data), "--attack", "fgm", "--eps", "1e-3", "--quiet"]
     assert main([*arguments, "--output", str(output)]) == 0
