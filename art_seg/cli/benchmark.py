@@ -17,7 +17,7 @@ from art_seg.cli.common import (
     subjects_or_phantom,
     write_json,
 )
-from art_seg.cli.train import add_training_arguments, new_segmenter, train
+from art_seg.cli.train import add_training_arguments, check_regions_argument, new_segmenter, train
 from art_seg.data import REGIONS, load_arrays, train_val_split
 from art_seg._files import writable_folder
 from art_seg.evaluation.scoring import mean_region_dice
@@ -32,7 +32,8 @@ def add_parser(subparsers: Any) -> None:
         description="Attack held-out subjects with art_seg's FGSM and i-FGSM and with ART's FastGradientMethod, "
         "BasicIterativeMethod and ProjectedGradientDescent on the same PyTorchSegmenter, at the same eps and "
         "steps; print mean WT/TC/ET Dice and seconds per attack iteration. Uses --model, or trains a small model "
-        "on the phantom first. (Peak memory against a bare PyTorch loop: examples/benchmark_attacks.py.)",
+        "(a region model with --regions) on the phantom first. (Peak memory against a bare PyTorch loop: "
+        "examples/benchmark_attacks.py.)",
     )
     parser.add_argument("--model", default=None, help="model.pt (default: train one on the phantom)")
     parser.add_argument("--eps", type=float, default=0.3, help="L-inf budget, z-scored (default: 0.3)")
@@ -45,6 +46,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> None:
     device_type = setup(args)
+    check_regions_argument(args)
     names = [name for pair in PAIRS for name in pair]
     specs = dict(zip(names, checked_attack_specs(names, [args.eps], args.iterations)))
     output = writable_folder(args.output)
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> None:
     else:
         multiple = 2**args.depth
         x, y, _ = load_arrays(train_subjects, multiple=multiple)
-        segmenter = new_segmenter(x.shape[1:], args, device_type)
+        segmenter = new_segmenter(x.shape[1:], args, device_type, regions=args.regions)
         train("none", segmenter, (x, y), None, args, output / "checkpoints")
     x_test, y_test, metas = load_arrays(test_subjects, multiple=multiple)
     mask = np.broadcast_to(np.stack([m.brain_mask for m in metas])[:, None], x_test.shape).astype(np.float32)

@@ -46,8 +46,8 @@ def add_parser(subparsers: Any) -> None:
         help="train a 3D UNet (plain, distilled or adversarially)",
         description="Train UNet3D on a BraTS folder (--data) or on the synthetic phantom, with the Dice + "
         "cross-entropy loss (with --regions: a region model, one sigmoid channel per region, Dice + binary "
-        "cross-entropy on the region masks), on whole cropped volumes (under 'torchrun --nproc_per_node N', with DDP; --batch-size "
-        "is then the global batch). Writes <output>/model.pt (load it with "
+        "cross-entropy on the region masks), on whole cropped volumes (under 'torchrun --nproc_per_node N', with "
+        "DDP; --batch-size is then the global batch). Writes <output>/model.pt (load it with "
         "art_seg.defences.load_segmenter or pass it to 'art-seg attack' and 'art-seg evaluate'), the training "
         "history, and checkpoints from which --resume carries on.",
     )

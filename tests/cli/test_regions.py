@@ -132,7 +132,7 @@ def test_demo_regions_trains_region_models_and_writes_their_study_table(tmp_path
     assert all((output / "models" / f"{name}.pt").is_file() for name in ("undefended", "distilled", "adversarial"))
 
 
-@pytest.mark.parametrize("command", ["train", "demo"])
+@pytest.mark.parametrize("command", ["train", "demo", "benchmark"])
 def test_an_unknown_regions_preset_is_a_one_line_usage_error_naming_it(command, tmp_path, capsys):
     output = tmp_path / "o"
     assert main([command, "--regions", "brats2025", "--quiet", "--output", str(output)]) == 2
