@@ -1,10 +1,18 @@
-"""Test helpers: a tiny synthetic segmentation task and a reference Dice written independently of art_seg."""
+"""Test helpers: a tiny synthetic segmentation task, a reference Dice written independently of art_seg, and a disk
+that fills up under art_seg's atomic writer."""
 
 from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from art_seg import _files
 
 TASK_SHAPE = (12, 12, 12)
 TASK_CLASSES = 3
@@ -46,3 +54,33 @@ def mean_dice(pred: np.ndarray, truth: np.ndarray, nb_classes: int) -> float:
             denom = a.sum() + b.sum()
             scores.append(1.0 if denom == 0 else 2.0 * (a & b).sum() / denom)
     return float(np.mean(scores))
+
+
+def fail_writes(
+    monkeypatch: pytest.MonkeyPatch, fails: Callable[[Path], bool], code: int = errno.ENOSPC, written: float = 0.0
+) -> None:
+    """Make art_seg's atomic writer (:mod:`art_seg._files`) meet a full (``ENOSPC``) or read-only (``EROFS``) disk
+    on the files for which ``fails(destination)`` holds: the first write to such a file's temporary writes the
+    first ``written`` fraction of the data, then raises ``OSError(code)`` with no file name, as write(2) does.
+    Other files are written as usual."""
+    open_temporary = _files._open_temporary
+
+    class FailingFile:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            self.handle.write(data[: int(len(data) * written)])
+            raise OSError(code, os.strerror(code))
+
+    def opened(path):
+        temporary, handle = open_temporary(path)
+        return temporary, (FailingFile(handle) if fails(path) else handle)
+
+    monkeypatch.setattr(_files, "_open_temporary", opened)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from art_seg._checks import check_number, check_type
 from art_seg.estimators.conversion import ArrayLike, as_tensor, check_input
 from art_seg.estimators.segmenter import SegmenterMixin
-from art_seg.metrics import dice_per_region
+from art_seg.metrics import check_regions, dice_per_region
 from art_seg.metrics._inputs import Regions, region_pair, to_numpy
 from art_seg.stats import holm
 
@@ -232,7 +232,7 @@ def certified_dice(
     """
     check_type("certificate", certificate, SegmentationCertificate)
     labels = certificate.labels
-    in_regions = {c for classes in _checked_regions(regions).values() for c in classes}
+    in_regions = {c for classes in check_regions(regions).values() for c in classes}
     outside = min(set(range(len(in_regions) + 1)) - in_regions)  # a class index in no region (0 for BraTS)
     prediction = np.where(labels == ABSTAIN, outside, labels)
     return dice_per_region(prediction, truth, regions)
@@ -358,12 +358,6 @@ def _check_segmenter(segmenter: object) -> None:
                 f"segmenter must be a {requirement.__name__} (e.g. art_seg.estimators.PyTorchSegmenter), "
                 f"got {type(segmenter).__name__}"
             )
-
-
-def _checked_regions(regions: Regions | None) -> dict[str, tuple[int, ...]]:
-    """``regions`` (BraTS by default) checked and normalised to ``{name: class indices}``."""
-    dummy = np.zeros(1, dtype=np.int64)
-    return region_pair(dummy, dummy, regions)[2]
 
 
 def _check_test(*, sigma: float, n: int, tau: float, alpha: float) -> None:

@@ -10,17 +10,16 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from art_seg._checks import check_number
 from art_seg.cli.common import (
     add_common_arguments,
     add_inference_arguments,
     add_model_arguments,
     apply_inference_arguments,
     check_spacing,
-    checking_arguments,
     find_model_subjects,
     load_model,
     model_options,
+    checked_attack_specs,
     setup,
     subject_options,
     write_json,
@@ -34,7 +33,7 @@ from art_seg.data import (
 )
 from art_seg.estimators import PyTorchSegmenter
 from art_seg._files import writable_folder
-from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec, attack_spec
+from art_seg.evaluation.attack_specs import ATTACK_NAMES, AttackSpec
 from art_seg.evaluation.scoring import region_dice
 
 
@@ -64,9 +63,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> None:
     device_type = setup(args)
-    with checking_arguments():
-        spec = attack_spec(args.attack, iterations=args.iterations)
-        check_number("--eps", args.eps, low=0, low_inclusive=False)
+    [spec] = checked_attack_specs([args.attack], [args.eps], args.iterations)
     output = writable_folder(args.output)
     segmenter, loading = load_model(args.model, device_type, **model_options(args))
     apply_inference_arguments(segmenter, args)

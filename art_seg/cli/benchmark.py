@@ -8,14 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from art_seg._checks import check_number
 from art_seg.cli.common import (
     CommandError,
     add_common_arguments,
     add_model_arguments,
     add_phantom_arguments,
     check_spacing,
-    checking_arguments,
+    checked_attack_specs,
     load_model,
     model_options,
     setup,
@@ -23,10 +22,9 @@ from art_seg.cli.common import (
     subjects_or_phantom,
     write_json,
 )
-from art_seg.cli.train import add_training_arguments, new_segmenter, train
+from art_seg.cli.train import add_training_arguments, check_regions_argument, new_segmenter, train
 from art_seg.data import REGIONS, load_arrays, train_val_split
 from art_seg._files import writable_folder
-from art_seg.evaluation.attack_specs import attack_spec
 from art_seg.evaluation.scoring import mean_region_dice
 
 PAIRS = [("fgsm", "fgm"), ("i-fgsm", "bim"), ("i-fgsm", "pgd")]
@@ -39,7 +37,8 @@ def add_parser(subparsers: Any) -> None:
         description="Attack held-out subjects with art_seg's FGSM and i-FGSM and with ART's FastGradientMethod, "
         "BasicIterativeMethod and ProjectedGradientDescent on the same PyTorchSegmenter, at the same eps and "
         "steps; print mean WT/TC/ET Dice and seconds per attack iteration. Uses --model, or trains a small model "
-        "on the phantom first. (Peak memory against a bare PyTorch loop: examples/benchmark_attacks.py.)",
+        "(a region model with --regions) on the phantom first. (Peak memory against a bare PyTorch loop: "
+        "examples/benchmark_attacks.py.)",
     )
     parser.add_argument(
         "--model",
@@ -57,9 +56,9 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> None:
     device_type = setup(args)
-    with checking_arguments():
-        specs = {name: attack_spec(name, iterations=args.iterations) for pair in PAIRS for name in pair}
-        check_number("--eps", args.eps, low=0, low_inclusive=False)
+    check_regions_argument(args)
+    names = [name for pair in PAIRS for name in pair]
+    specs = dict(zip(names, checked_attack_specs(names, [args.eps], args.iterations)))
     options = model_options(args)
     if not args.model and any(value is not None for value in options.values()):
         raise CommandError("--folds and --checkpoint apply to --model given as an nnU-Net trained-model folder")
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
     train_subjects, test_subjects = train_val_split(subjects, args.val_fraction, seed=args.seed)
     if segmenter is None:
         x, y, _ = load_arrays(train_subjects, **subject_options(loading))
-        segmenter = new_segmenter(x.shape[1:], args, device_type)
+        segmenter = new_segmenter(x.shape[1:], args, device_type, regions=args.regions)
         train("none", segmenter, (x, y), None, args, output / "checkpoints")
     x_test, y_test, metas = load_arrays(test_subjects, **subject_options(loading))
     for meta in metas:  # an nnU-Net model refuses data it would have resampled

@@ -15,10 +15,12 @@ import numpy as np
 import torch
 
 from art_seg import distributed
+from art_seg._checks import check_number
 from art_seg.data import DEFAULT_MODALITIES, Subject, find_subjects, make_brats_phantom
 from art_seg.defences import load_segmenter
 from art_seg.estimators import PyTorchSegmenter
 from art_seg._files import atomic_write_files
+from art_seg.evaluation.attack_specs import AttackSpec, attack_spec
 from art_seg.evaluation.scoring import region_channels
 from art_seg.integrations import load_model_folder, model_kind
 
@@ -36,6 +38,19 @@ def checking_arguments() -> Iterator[None]:
         yield
     except (ValueError, TypeError) as error:
         raise CommandError(str(error)) from error
+
+
+def checked_attack_specs(
+    names: Iterable[str], eps: Iterable[float], iterations: int, *, eps_option: str = "--eps"
+) -> list[AttackSpec]:
+    """The :class:`~art_seg.evaluation.attack_specs.AttackSpec` of each attack name with ``iterations`` steps,
+    after checking every eps (> 0, z-scored units): a :class:`CommandError` names the first bad value (an unknown
+    attack, iterations below 1, or an eps named as ``eps_option``)."""
+    with checking_arguments():
+        specs = [attack_spec(name, iterations=iterations) for name in names]
+        for value in eps:
+            check_number(eps_option, value, low=0, low_inclusive=False)
+    return specs
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, output: str) -> None:

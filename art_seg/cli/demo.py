@@ -19,18 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from art_seg._checks import check_number
 from art_seg.cli.common import (
     add_common_arguments,
     add_phantom_arguments,
+    checked_attack_specs,
     checking_arguments,
     setup,
     subjects_or_phantom,
 )
-from art_seg.cli.train import add_training_arguments, new_segmenter, save_model, train
-from art_seg.data import REGION_CLASSES, REGION_PRESETS, load_arrays, region_spec, train_val_split
+from art_seg.cli.train import add_training_arguments, check_regions_argument, new_segmenter, save_model, train
+from art_seg.data import REGION_CLASSES, load_arrays, region_spec, train_val_split
 from art_seg.defences import copy_segmenter
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.evaluation import (
@@ -43,7 +43,6 @@ from art_seg.evaluation import (
 )
 from art_seg._files import writable_folder
 from art_seg.evaluation.attack_specs import attack_spec
-from art_seg.models import UNet3D
 
 ATTACKS = ["fgsm", "i-fgsm", "ti-fgsm", "pgd"]
 
@@ -67,15 +66,6 @@ def add_parser(subparsers: Any) -> None:
         help="eps grid, z-scored intensity units (default: 0.1 0.25 0.5)",
     )
     group.add_argument("--iterations", type=int, default=5, help="steps of the iterative attacks (default: 5)")
-    parser.add_argument(
-        "--regions",
-        nargs="?",
-        const="brats",
-        default=None,
-        choices=sorted(REGION_PRESETS),
-        help="train region models instead: one sigmoid channel per region of this preset (default when given: "
-        "brats, i.e. WT, TC, ET); give them another --output than a softmax demo's",
-    )
     add_phantom_arguments(parser, subjects=16)
     add_common_arguments(parser, output="art-seg-demo")
     parser.set_defaults(run=run)
@@ -84,10 +74,10 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     device_type = setup(args)
-    with checking_arguments():  # every check before the long work starts
-        evaluator_attacks = [attack_spec(name, iterations=args.iterations) for name in ATTACKS]
-        for eps in args.eval_eps:
-            check_number("--eval-eps", eps, low=0, low_inclusive=False)
+    # every check before the long work starts
+    check_regions_argument(args)
+    evaluator_attacks = checked_attack_specs(ATTACKS, args.eval_eps, args.iterations, eps_option="--eval-eps")
+    with checking_arguments():
         for name in ("epochs", "defence_epochs", "batch_size"):
             check_number(f"--{name.replace('_', '-')}", getattr(args, name), low=1, integer=True)
     output = writable_folder(args.output)
@@ -125,7 +115,7 @@ def train_models(
 ) -> dict[str, PyTorchSegmenter]:
     """Undefended (trained from scratch), distilled and adversarially trained (fine-tuned from it)."""
     checkpoints = output / "checkpoints"
-    undefended = demo_segmenter(data[0].shape[1:], args, device_type)
+    undefended = new_segmenter(data[0].shape[1:], args, device_type, regions=args.regions)
     trainer = train("none", undefended, data, None, args, checkpoints / "undefended")
     save_model(output / "models" / "undefended.pt", undefended, trainer, {"defence": "none"})
     defence_args = argparse.Namespace(**{**vars(args), "epochs": args.defence_epochs})
@@ -137,27 +127,6 @@ def train_models(
         save_model(output / "models" / f"{name}.pt", segmenter, trainer, {"defence": defence, "fine_tuned": True})
         models[name] = segmenter
     return models
-
-
-def demo_segmenter(in_shape: tuple[int, ...], args: argparse.Namespace, device_type: str) -> PyTorchSegmenter:
-    """The undefended model before training: ``art-seg train``'s UNet3D with Dice + CE over the 4 classes, or
-    with ``--regions`` the same UNet3D with one sigmoid channel per region of the preset, Dice + binary
-    cross-entropy per channel, trained on the class maps (the estimator turns them into region masks)."""
-    if args.regions is None:
-        return new_segmenter(in_shape, args, device_type)
-    spec = region_spec(args.regions)
-    torch.manual_seed(args.seed)
-    model = UNet3D(in_shape[0], spec.nb_regions, base_filters=args.base_filters, depth=args.depth)
-    return PyTorchSegmenter(
-        model,
-        "dice_ce",
-        input_shape=in_shape,
-        nb_classes=spec.nb_regions,
-        activation="sigmoid",
-        regions=spec,
-        optimizer=torch.optim.Adam(model.parameters(), lr=args.lr),
-        device_type=device_type,
-    )
 
 
 def draw_overlays(evaluator: RobustnessEvaluator, sample: Any, folder: Path) -> list[tuple[str, Path]]:

@@ -8,7 +8,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from art_seg import distributed
-from art_seg._checks import check_number
 from art_seg.cli.common import (
     CommandError,
     add_common_arguments,
@@ -16,18 +15,18 @@ from art_seg.cli.common import (
     add_model_arguments,
     apply_inference_arguments,
     check_spacing,
-    checking_arguments,
     common_loading,
     find_model_subjects,
     load_model,
     model_options,
+    checked_attack_specs,
     setup,
     subject_options,
 )
 from art_seg.data import Subject, iter_subjects, write_prediction
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.evaluation import EvaluationSample, RobustnessEvaluator, samples_from_subjects, write_report
-from art_seg.evaluation.attack_specs import ATTACK_NAMES, attack_spec
+from art_seg.evaluation.attack_specs import ATTACK_NAMES
 
 
 def add_parser(subparsers: Any) -> None:
@@ -90,10 +89,7 @@ def parse_models(values: list[str]) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> None:
     device_type = setup(args)
-    with checking_arguments():
-        specs = [attack_spec(name, iterations=args.iterations) for name in args.attacks]  # unknown names fail here
-        for eps in args.eps:
-            check_number("--eps", eps, low=0, low_inclusive=False)
+    specs = checked_attack_specs(args.attacks, args.eps, args.iterations)
     paths = parse_models(args.model)
     options = model_options(args)
     models = {name: load_model(path, device_type, **options) for name, path in paths.items()}

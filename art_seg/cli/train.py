@@ -12,8 +12,17 @@ import numpy as np
 import torch
 
 from art_seg import distributed
-from art_seg.cli.common import add_common_arguments, add_phantom_arguments, setup, subjects_or_phantom, write_json
-from art_seg.data import NB_CLASSES, load_arrays, train_val_split
+from art_seg._checks import check_choice
+from art_seg.cli.common import (
+    CommandError,
+    add_common_arguments,
+    add_phantom_arguments,
+    checking_arguments,
+    setup,
+    subjects_or_phantom,
+    write_json,
+)
+from art_seg.data import NB_CLASSES, REGION_PRESETS, load_arrays, region_spec, train_val_split
 from art_seg.defences import (
     AdversarialTrainer,
     AdversarialTrainerMadryPGD,
@@ -36,8 +45,9 @@ def add_parser(subparsers: Any) -> None:
         "train",
         help="train a 3D UNet (plain, distilled or adversarially)",
         description="Train UNet3D on a BraTS folder (--data) or on the synthetic phantom, with the Dice + "
-        "cross-entropy loss, on whole cropped volumes (under 'torchrun --nproc_per_node N', with DDP; --batch-size "
-        "is then the global batch). Writes <output>/model.pt (load it with "
+        "cross-entropy loss (with --regions: a region model, one sigmoid channel per region, Dice + binary "
+        "cross-entropy on the region masks), on whole cropped volumes (under 'torchrun --nproc_per_node N', with "
+        "DDP; --batch-size is then the global batch). Writes <output>/model.pt (load it with "
         "art_seg.defences.load_segmenter or pass it to 'art-seg attack' and 'art-seg evaluate'), the training "
         "history, and checkpoints from which --resume carries on.",
     )
@@ -62,17 +72,51 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--train-attack", default="fgsm", help="adversarial training attack (default: fgsm)")
     group.add_argument("--train-eps", type=float, default=0.3, help="adversarial training eps, z-scored (default: 0.3)")
     group.add_argument("--ratio", type=float, default=0.5, help="adversarial share of each batch (default: 0.5)")
+    group.add_argument(
+        "--regions",
+        nargs="?",
+        const="brats",
+        default=None,
+        metavar="PRESET",
+        help=f"train a region model instead: one sigmoid channel per region of this preset, one of "
+        f"{', '.join(REGION_PRESETS)} (default when given: brats, i.e. WT, TC, ET)",
+    )
 
 
-def new_segmenter(in_shape: tuple[int, ...], args: argparse.Namespace, device_type: str) -> PyTorchSegmenter:
-    """A fresh UNet3D in a segmenter with Dice + CE and Adam; inputs are z-scored, so no clip values."""
+def check_regions_argument(args: argparse.Namespace) -> None:
+    """Refuse an unknown ``--regions`` preset (a :class:`~art_seg.cli.common.CommandError` naming the value)."""
+    if args.regions is not None:
+        with checking_arguments():
+            check_choice("--regions", args.regions, REGION_PRESETS)
+
+
+def new_segmenter(
+    in_shape: tuple[int, ...], args: argparse.Namespace, device_type: str, regions: str | None = None
+) -> PyTorchSegmenter:
+    """A fresh UNet3D in a segmenter with Dice + CE and Adam; inputs are z-scored, so no clip values.
+
+    Args:
+        in_shape: ``(C, D, H, W)`` of one input volume.
+        args: the command's ``--seed``, ``--base-filters``, ``--depth`` and ``--lr``.
+        device_type: ``"cpu"`` or ``"gpu"``.
+        regions: ``None`` for a softmax model over the 4 classes; a preset name of
+            :data:`~art_seg.data.REGION_PRESETS` for a region model: one sigmoid channel per region, Dice +
+            binary cross-entropy per channel, trained on class maps (the estimator turns them into region masks).
+
+    Raises:
+        ValueError: an unknown preset name.
+    """
+    spec = None if regions is None else region_spec(regions)
+    nb_outputs = NB_CLASSES if spec is None else spec.nb_regions
     torch.manual_seed(args.seed)
-    model = UNet3D(in_shape[0], NB_CLASSES, base_filters=args.base_filters, depth=args.depth)
+    model = UNet3D(in_shape[0], nb_outputs, base_filters=args.base_filters, depth=args.depth)
     return PyTorchSegmenter(
         model,
         "dice_ce",
         input_shape=in_shape,
-        nb_classes=NB_CLASSES,
+        nb_classes=nb_outputs,
+        activation="softmax" if spec is None else "sigmoid",
+        regions=spec,
         optimizer=torch.optim.Adam(model.parameters(), lr=args.lr),
         device_type=device_type,
     )
@@ -120,6 +164,7 @@ def save_model(path: Path, segmenter: PyTorchSegmenter, trainer: SegmentationTra
 
 def run(args: argparse.Namespace) -> None:
     device_type = setup(args)
+    check_regions_argument(args)
     output = writable_folder(args.output)
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
@@ -134,8 +179,13 @@ def run(args: argparse.Namespace) -> None:
     validation = None if x_val is None else (x_val, y_val)
     if args.from_model:
         segmenter, _ = load_segmenter(args.from_model, device_type=device_type, learning_rate=args.lr)
+        if args.regions is not None and segmenter.regions != region_spec(args.regions):
+            raise CommandError(
+                f"--regions {args.regions!r} does not match --from-model {args.from_model!r}, whose regions are "
+                f"{None if segmenter.regions is None else segmenter.regions.names}: leave --regions out to fine-tune it"
+            )
     else:
-        segmenter = new_segmenter(x.shape[1:], args, device_type)
+        segmenter = new_segmenter(x.shape[1:], args, device_type, regions=args.regions)
     start = time.perf_counter()
     trainer = train(args.defence, segmenter, (x, y), validation, args, checkpoints)
     extra = {

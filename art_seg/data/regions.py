@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from art_seg._checks import check_choice, check_number
+from art_seg.data.labels import CONVENTIONS
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -226,16 +227,22 @@ def _check_range(values: ArrayLike, high: int, what: str | None = None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- presets
+def _preset(
+    convention: str, names: tuple[str, ...], class_order: tuple[int, ...], paint_order: tuple[int, ...] | None = None
+) -> RegionSpec:
+    """A preset over the regions of a label convention (:data:`art_seg.data.labels.CONVENTIONS`, where their classes
+    are defined), in a tool's channel order."""
+    classes = CONVENTIONS[convention].region_classes
+    return RegionSpec(names, tuple(classes[name] for name in names), class_order, paint_order)
+
+
 #: The region conventions users meet, by name (see the module docstring).
 REGION_PRESETS: dict[str, RegionSpec] = {
-    "brats": RegionSpec(("WT", "TC", "ET"), ((1, 2, 3), (1, 3), (3,)), (2, 1, 3)),
-    "nnunet_brats": RegionSpec(("WT", "TC", "ET"), ((1, 2, 3), (1, 3), (3,)), (2, 1, 3)),
-    "monai_brats": RegionSpec(("TC", "WT", "ET"), ((1, 3), (1, 2, 3), (3,)), (1, 2, 3), paint_order=(1, 0, 2)),
-    "brats2024": RegionSpec(
-        ("ET", "NETC", "SNFH", "RC", "TC", "WT"),
-        ((3,), (1,), (2,), (4,), (1, 3), (1, 2, 3)),
-        (3, 1, 2, 4, 1, 2),
-        paint_order=(5, 4, 0, 1, 2, 3),
+    "brats": _preset("brats2023", ("WT", "TC", "ET"), (2, 1, 3)),
+    "nnunet_brats": _preset("msd_brats", ("WT", "TC", "ET"), (2, 1, 3)),
+    "monai_brats": _preset("brats2023", ("TC", "WT", "ET"), (1, 2, 3), paint_order=(1, 0, 2)),
+    "brats2024": _preset(
+        "brats2024", ("ET", "NETC", "SNFH", "RC", "TC", "WT"), (3, 1, 2, 4, 1, 2), paint_order=(5, 4, 0, 1, 2, 3)
     ),
 }
 

@@ -679,11 +679,38 @@ def copy_segmenter(segmenter: PyTorchSegmenter, **params: Any) -> PyTorchSegment
 
     The new optimizer has the class and settings (``defaults``) of ``segmenter``'s, on the copied parameters,
     and no state; ``params`` are then set with :meth:`PyTorchSegmenter.set_params` (e.g. ``loss="ce"``).
+
+    Tensors that a module keeps from its last forward pass, still attached to that pass's graph (MONAI's
+    ``DynUNet(deep_supervision=True)`` keeps its heads' outputs in ``self.heads`` after a training forward), are
+    copied detached: ``copy.deepcopy`` refuses such non-leaf tensors. ``segmenter`` is left as it is.
     """
-    clone = copy.deepcopy(segmenter)
+    clone = copy.deepcopy(segmenter, _detached_non_leaf_tensors(segmenter.model))
     optimizer = segmenter.optimizer
     if optimizer is not None:
         clone.set_params(optimizer=type(optimizer)(clone.model.parameters(), **optimizer.defaults))
     if params:
         clone.set_params(**params)
     return clone
+
+
+def _detached_non_leaf_tensors(model: torch.nn.Module) -> dict[int, torch.Tensor]:
+    """A ``copy.deepcopy`` memo that copies each non-leaf tensor held in a module's attributes (directly or in
+    lists, tuples and dicts) as a detached clone; the modules themselves are not changed."""
+    memo: dict[int, torch.Tensor] = {}
+
+    def visit(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            if not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if name != "_modules":  # submodules are visited in turn
+                visit(value)
+    return memo

@@ -35,9 +35,8 @@ import numpy as np
 import torch
 
 from art_seg._checks import check_type
-from art_seg.data import REGION_CLASSES
 from art_seg.estimators import PyTorchSegmenter
-from art_seg.metrics import dice_score, hausdorff95
+from art_seg.metrics import check_regions, dice_score, hausdorff95
 
 __all__ = ["mean_region_dice", "model_regions", "region_channels", "region_dice", "region_hd95", "region_masks"]
 
@@ -76,7 +75,7 @@ def region_channels(segmenter: PyTorchSegmenter, regions: Regions | None = None)
             has no region spec.
     """
     check_type("segmenter", segmenter, PyTorchSegmenter)
-    return _channels(segmenter, _checked_regions(regions))
+    return _channels(segmenter, check_regions(regions))
 
 
 def _channels(segmenter: PyTorchSegmenter, regions: dict[str, tuple[int, ...]]) -> dict[str, int | None]:
@@ -120,7 +119,7 @@ def region_masks(
             model's spec does not know.
     """
     check_type("segmenter", segmenter, PyTorchSegmenter)
-    regions = _checked_regions(regions)
+    regions = check_regions(regions)
     channels = _channels(segmenter, regions)
     prediction, label = _numpy("prediction", prediction), _numpy("label", label)
     if not (label.dtype == bool or np.issubdtype(label.dtype, np.integer)):
@@ -206,20 +205,6 @@ def region_hd95(
     (``None``: 1 mm). Other arguments and errors as :func:`region_masks`."""
     masks = region_masks(segmenter, prediction, label, regions)
     return {name: hausdorff95(p, t, spacing, empty_penalty=empty_penalty) for name, (p, t) in masks.items()}
-
-
-def _checked_regions(regions: Regions | None) -> dict[str, tuple[int, ...]]:
-    regions = REGION_CLASSES if regions is None else regions
-    check_type("regions", regions, Mapping)
-    if not regions:
-        raise ValueError("regions must name at least one region, got an empty mapping")
-    checked = {}
-    for name, classes in regions.items():
-        check_type(f"regions[{name!r}]", classes, (tuple, list))
-        if not classes or not all(isinstance(c, (int, np.integer)) and c >= 0 for c in classes):
-            raise ValueError(f"regions[{name!r}] must list class indices >= 0, at least one, got {classes!r}")
-        checked[str(name)] = tuple(int(c) for c in classes)
-    return checked
 
 
 def _numpy(name: str, value: ArrayLike) -> np.ndarray:

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+from art_seg.metrics._inputs import check_regions
 from art_seg.metrics.distance import hausdorff95, hd95_per_region
 from art_seg.metrics.overlap import (
     dice_per_class,
@@ -34,6 +35,7 @@ from art_seg.metrics.overlap import (
 )
 
 __all__ = [
+    "check_regions",
     "dice_per_class",
     "dice_per_region",
     "dice_score",

@@ -77,13 +77,28 @@ def region_pair(
     regions allow any non-negative class index.
     """
     nb_classes = NB_CLASSES if regions is None else None
-    checked = _check_regions(REGION_CLASSES if regions is None else regions)
+    checked = check_regions(regions)
     pred, truth = as_class_map("pred", pred, nb_classes), as_class_map("truth", truth, nb_classes)
     check_same_shape(pred, truth)
     return pred, truth, checked
 
 
-def _check_regions(regions: Regions) -> dict[str, tuple[int, ...]]:
+def check_regions(regions: Regions | None) -> dict[str, tuple[int, ...]]:
+    """Regions checked and normalised to ``{name: class indices}`` (a tuple of ints per region, in order).
+
+    Args:
+        regions: region name -> class indices (``>= 0``, at least one); ``None`` for the BraTS regions
+            :data:`~art_seg.data.labels.REGION_CLASSES` (WT, TC, ET).
+
+    Raises:
+        TypeError: not a mapping, a region's classes not a tuple or list, or a class index that is no integer.
+        ValueError: no region, a region with no class, or a negative class index (naming the region).
+
+    Example:
+        >>> check_regions({"WT": [1, 2, 3], "ET": (3,)})
+        {'WT': (1, 2, 3), 'ET': (3,)}
+    """
+    regions = REGION_CLASSES if regions is None else regions
     check_type("regions", regions, Mapping)
     if not regions:
         raise ValueError("regions must name at least one region, got an empty mapping")
@@ -94,5 +109,5 @@ def _check_regions(regions: Regions) -> dict[str, tuple[int, ...]]:
             raise ValueError(f"regions[{name!r}] must list at least one class index, got {classes!r}")
         for index in classes:
             check_number(f"regions[{name!r}] class index", index, low=0, integer=True)
-        checked[name] = tuple(int(index) for index in classes)
+        checked[str(name)] = tuple(int(index) for index in classes)
     return checked

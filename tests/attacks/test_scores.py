@@ -1,11 +1,16 @@
-"""Hard labels and Dice of the attack bookkeeping: logits and probabilities of sigmoid models told apart."""
+"""Hard labels and Dice of the attack bookkeeping: logits and probabilities of sigmoid models told apart; the
+ensemble scores perfect softmax and region models 1 and a model that predicts nothing the BraTS empty values."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from art_seg.attacks import FGSM, IterativeFGSM, WorstCaseEnsemble
 from art_seg.attacks.scores import foreground_dice, hard_labels
+from art_seg.data import REGION_PRESETS
+from tests.evaluation.oracles import empty_model, oracle_data, region_oracle, softmax_oracle
 
 
 def test_sigmoid_logits_between_0_and_half_are_positive() -> None:
@@ -33,7 +38,6 @@ def test_hard_labels_needs_to_be_told_what_it_gets() -> None:
 
 
 def test_the_ensemble_scores_a_sigmoid_model_from_its_logits() -> None:
-    from art_seg.attacks import FGSM, WorstCaseEnsemble
     from art_seg.estimators import PyTorchSegmenter
 
     model = torch.nn.Conv3d(2, 2, 1)
@@ -45,3 +49,22 @@ def test_the_ensemble_scores_a_sigmoid_model_from_its_logits() -> None:
     ensemble = WorstCaseEnsemble([FGSM(segmenter, eps=0.1)])
     ensemble.generate(torch.zeros(1, 2, 3, 3, 3), torch.ones(1, 2, 3, 3, 3))
     assert ensemble.scores_.tolist() == [[1.0]]
+
+
+@pytest.mark.parametrize("name", ["softmax", "brats", "brats2024", "monai_brats", "nnunet_brats"])
+def test_the_ensemble_scores_perfect_models_one_and_empty_ones_the_brats_empty_values(name) -> None:
+    # the ensemble's choice rests on these scores: Dice per sample, the mean over foreground classes (softmax) or
+    # over every region channel (sigmoid, in the preset's order), with class-index labels
+    x, y = oracle_data()  # every class; no enhancing tumour; no tumour
+    if name == "softmax":
+        perfect, nothing, channels = softmax_oracle(), empty_model(4, "softmax"), [(1,), (2,), (3,)]
+    else:
+        spec = REGION_PRESETS[name]
+        perfect, nothing = region_oracle(name), empty_model(spec.nb_regions, "sigmoid", regions=name)
+        channels = list(spec.classes)
+    empty_values = [np.mean([not np.isin(label, classes).any() for classes in channels]) for label in y]
+    for model, expected in ((perfect, np.ones(len(y))), (nothing, empty_values)):
+        members = [FGSM(model, eps=1e-3), IterativeFGSM(model, eps=1e-3, eps_step=1e-3, max_iter=1)]
+        ensemble = WorstCaseEnsemble(members)
+        ensemble.generate(x, y)
+        np.testing.assert_allclose(ensemble.scores_, [expected, expected], rtol=1e-6)

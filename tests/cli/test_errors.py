@@ -19,6 +19,7 @@ from art_seg.data import NiftiValidationError, find_subjects, make_brats_phantom
 from art_seg.defences import save_checkpoint, segmenter_settings
 from art_seg.defences.checkpoint import CHECKPOINT_FORMAT
 from art_seg import _files
+from tests.helpers import fail_writes
 
 SHAPE = (24, 24, 16)
 
@@ -137,28 +138,7 @@ def test_full_disk_during_the_report_keeps_the_earlier_report(tmp_path, model, d
     report.write_text(report.read_text() + "\nthe earlier report\n")
     before = {p.name: p.read_bytes() for p in output.iterdir() if p.is_file() and p.suffix in (".md", ".csv", ".png")}
 
-    class FullDisk:
-        """A file on a full disk: the first write fails with ENOSPC (and no file name, as write(2) gives it)."""
-
-        def __init__(self, handle):
-            self.handle = handle
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    open_temporary = _files._open_temporary
-
-    def full_for_the_report(path):
-        temporary, handle = open_temporary(path)
-        return temporary, (FullDisk(handle) if path.name in before else handle)
-
-    monkeypatch.setattr(_files, "_open_temporary", full_for_the_report)
+    fail_writes(monkeypatch, lambda path: path.name in before)  # a full disk for the report's files
     assert main(argv) == 1
     assert one_error_line(capsys, "evaluate") == f"{str(output / 'summary.csv')!r}: No space left on device"
     after = {p.name: p.read_bytes() for p in output.iterdir() if p.is_file() and p.suffix in (".md", ".csv", ".png")}

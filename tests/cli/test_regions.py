@@ -4,7 +4,7 @@ maps, a sigmoid model without regions is refused in one line, and `art-seg demo 
 of region models.
 
 The loader (art_seg.defences.load_segmenter) rebuilds art_seg's UNets only, so the oracle models are handed to
-the commands by replacing their `load_model`; everything after loading is the commands' own code."""
+the commands by replacing `art_seg.cli.common.load_model`; everything after loading is the commands' own code."""
 
 from __future__ import annotations
 
@@ -130,3 +130,12 @@ def test_demo_regions_trains_region_models_and_writes_their_study_table(tmp_path
     for text in ("## undefended", "## distilled", "## adversarial", "Dice WT", "Gradient-masking check"):
         assert text in report
     assert all((output / "models" / f"{name}.pt").is_file() for name in ("undefended", "distilled", "adversarial"))
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "benchmark"])
+def test_an_unknown_regions_preset_is_a_one_line_usage_error_naming_it(command, tmp_path, capsys):
+    output = tmp_path / "o"
+    assert main([command, "--regions", "brats2025", "--quiet", "--output", str(output)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"art-seg {command}: error: --regions must be one of (")
+    assert "got 'brats2025'" in error and error.count("\n") == 1 and not output.exists()

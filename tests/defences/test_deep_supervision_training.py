@@ -188,3 +188,35 @@ def test_deep_supervision_none_trains_the_main_head_only_and_validates_on_it() -
     truth = [(prediction == k, y == k) for k in (1, 2)]
     by_hand = np.mean([2 * (p[i] & t[i]).sum() / (p[i].sum() + t[i].sum()) for p, t in truth for i in range(2)])
     assert trainer.history[0].val_dice == pytest.approx(by_hand, abs=1e-12)
+
+
+def test_distillation_copies_a_trained_dynunet_as_teacher_without_touching_it() -> None:
+    # after a training forward DynUNet keeps its heads' outputs, non-leaf tensors, in self.heads: copy.deepcopy
+    # refused them, so DistillationTrainer(teacher=None) failed on every trained DynUNet
+    net = dynunet()
+    x, y = data("dynunet")
+    student = wrap(net, "dynunet")
+    student.fit(x, y, batch_size=2, nb_epochs=1)
+    heads = list(net.heads)
+    assert heads and not any(h.is_leaf for h in heads)  # what deepcopy refuses
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(net)
+    reference = dynunet()  # the trained weights, rebuilt from the state dict
+    reference.load_state_dict(net.state_dict())
+    weights = [p.detach().clone() for p in net.parameters()]
+
+    trainer = DistillationTrainer(student, temperature=T, teacher_epochs=1, seed=0)
+    teacher = trainer.teacher.model
+    assert teacher is not net and all(a is b for a, b in zip(net.heads, heads))  # the student's model untouched
+    assert not any(h.requires_grad for h in teacher.heads)
+    for a, b in zip(teacher.heads, heads):
+        torch.testing.assert_close(a, b.detach())
+    for p, q in zip(teacher.parameters(), weights):
+        torch.testing.assert_close(p.detach(), q)
+
+    x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
+    tempered = lambda m: [h / T for h in heads_of("dynunet", m, x_t)]  # noqa: E731
+    expected = step_by_hand(reference, lambda m: hard_loss("dynunet", tempered(m), y_t))
+    trainer.fit(x, y, batch_size=2, nb_epochs=1)
+    assert_same_step(trainer._teacher_trainer, teacher, expected)  # the copy trains as its weights say
+    assert len(trainer.history) == 1 and np.isfinite(trainer.history[0].loss)

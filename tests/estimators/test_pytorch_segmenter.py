@@ -16,7 +16,7 @@ from tests.helpers import TASK_CLASSES, make_blob_task, requires_cuda
 LOSS_NAMES = ["ce", "dice", "generalized_dice", "dice_ce"]
 
 
-def tiny_segmenter(loss="ce", dtype=torch.float64, activation="softmax", nb_classes=3, **kwargs):
+def tiny_segmenter(loss="ce", dtype=torch.float64, activation="softmax", nb_classes=3, device_type="cpu", **kwargs):
     torch.manual_seed(0)
     model = UNet2D(in_channels=2, nb_classes=nb_classes, base_filters=2, depth=1, norm=None).to(dtype)
     return PyTorchSegmenter(
@@ -24,7 +24,7 @@ def tiny_segmenter(loss="ce", dtype=torch.float64, activation="softmax", nb_clas
         loss,
         input_shape=(2, 4, 4),
         nb_classes=nb_classes,
-        device_type="cpu",
+        device_type=device_type,
         activation=activation,
         **kwargs,
     )
@@ -183,21 +183,25 @@ def test_sigmoid_predict_gives_independent_probabilities():
     np.testing.assert_allclose(segmenter.predict(x), 1 / (1 + np.exp(-logits)), rtol=1e-12)
 
 
-def test_tensors_in_give_tensors_out_without_host_round_trip():
-    segmenter = tiny_segmenter(preprocessing=(0.0, 2.0))
+@pytest.mark.parametrize(
+    ("device_type", "input_devices"), [("cpu", ["cpu"]), pytest.param("gpu", ["cpu", "cuda"], marks=requires_cuda)]
+)
+def test_tensors_in_give_tensors_out_on_the_input_device_without_host_round_trip(device_type, input_devices):
+    segmenter = tiny_segmenter(preprocessing=(0.0, 2.0), device_type=device_type)
     x, y = tiny_batch()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    for out in (
-        segmenter.predict(xt),
-        segmenter.loss_gradient(xt, yt),
-        segmenter.compute_loss(xt, yt),
-        segmenter.class_gradient(xt, 0),
-        segmenter.get_activations(xt, -1),
-    ):
-        assert isinstance(out, torch.Tensor) and out.device == segmenter.device
-    np.testing.assert_allclose(segmenter.loss_gradient(xt, yt).numpy(), segmenter.loss_gradient(x, y))
-    assert not segmenter.loss_gradient(xt, yt).requires_grad
-    assert not xt.requires_grad
+    for device in input_devices:  # a CUDA estimator gives CPU tensors for CPU input
+        xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        for out in (
+            segmenter.predict(xt),
+            segmenter.loss_gradient(xt, yt),
+            segmenter.compute_loss(xt, yt),
+            segmenter.class_gradient(xt, 0),
+            segmenter.get_activations(xt, -1),
+        ):
+            assert isinstance(out, torch.Tensor) and out.device.type == device
+        np.testing.assert_allclose(segmenter.loss_gradient(xt, yt).cpu().numpy(), segmenter.loss_gradient(x, y))
+        assert not segmenter.loss_gradient(xt, yt).requires_grad
+        assert not xt.requires_grad
 
 
 def test_float64_numpy_input_is_cast_to_the_model_dtype(trained_segmenter, blob_data):

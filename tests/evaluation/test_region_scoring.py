@@ -112,7 +112,7 @@ def test_unscorable_models_and_bad_predictions_are_clear_errors() -> None:
         region_dice(seg, prediction[0], y[0].astype(np.float32))
     with pytest.raises(ValueError, match="label_map must hold classes in"):
         region_dice(seg, prediction[0], np.full_like(y[0], 4))
-    with pytest.raises(ValueError, match=r"regions\['WT'\] must list class indices"):
+    with pytest.raises(ValueError, match=r"regions\['WT'\] must list at least one class index"):
         region_dice(seg, prediction[0], y[0], {"WT": ()})
 
 

@@ -7,7 +7,6 @@ import csv
 import errno
 import math
 import random
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from art_seg.evaluation.markdown import study_table
 from art_seg.evaluation.report import write_report
 from art_seg.evaluation.summary import ConditionSummary, summarise
 from art_seg.stats import holm
+from tests.helpers import fail_writes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODELS = ("undefended", "adversarial")
@@ -398,27 +398,7 @@ def test_full_or_read_only_disk_keeps_the_earlier_report(tmp_path, monkeypatch, 
     report changes, no temporary file is left, and the error names the file."""
     pytest.importorskip("matplotlib")
     before = earlier_report(tmp_path)
-    open_temporary = _files._open_temporary
-
-    class FullDisk:
-        def __init__(self, handle):
-            self.handle = handle
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-
-        def write(self, data):
-            self.handle.write(data[: len(data) // 2])
-            raise OSError(code, os.strerror(code))
-
-    def failing_open(path):
-        temporary, handle = open_temporary(path)
-        return temporary, (FullDisk(handle) if path.name == failing else handle)
-
-    monkeypatch.setattr(_files, "_open_temporary", failing_open)
+    fail_writes(monkeypatch, lambda path: path.name == failing, code, written=0.5)
     with pytest.raises(OSError) as error:
         write_report(make_rows(), tmp_path)
     assert error.value.errno == code and error.value.filename == str(tmp_path / failing)

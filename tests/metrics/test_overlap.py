@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from art_seg.metrics import dice_per_class, dice_per_region, dice_score, sensitivity, specificity
+from art_seg.metrics import check_regions, dice_per_class, dice_per_region, dice_score, sensitivity, specificity
 
 # 2x2x2 masks, voxels numbered 0..7 in C order (index = 4 * i + 2 * j + k):
 # pred  = {0, 1, 2}     (3 voxels)
@@ -129,7 +129,16 @@ BAD_INPUTS = [
     (dice_per_region, (PRED_MAP, TRUTH_MAP, {"WT": ()}), ValueError, r"regions\['WT'\] must list at least one"),
     (dice_per_region, (PRED_MAP, TRUTH_MAP, {"WT": (1, -2)}), ValueError, r"regions\['WT'\] class index .*, got -2"),
     (dice_per_region, (PRED_MAP, TRUTH_MAP, [(1, 2)]), TypeError, r"regions must be Mapping, got list"),
+    (check_regions, ({"WT": (1, True)},), TypeError, r"regions\['WT'\] class index must be an integer, got True"),
+    (check_regions, ({"WT": 3},), TypeError, r"regions\['WT'\] must be tuple or list, got int"),
 ]
+
+
+def test_check_regions_defaults_to_brats_and_normalises_to_tuples_of_ints():
+    # one check for every caller of regions (metrics, scoring, certification)
+    assert check_regions(None) == {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+    assert check_regions({"core": [np.int64(1), 3]}) == {"core": (1, 3)}
+    assert type(check_regions({"core": [np.int64(1)]})["core"][0]) is int
 
 
 @pytest.mark.parametrize(("metric", "args", "error", "match"), BAD_INPUTS)
