@@ -133,6 +133,7 @@ def _lesion_scores(
         "truth_volumes": [lesion[0] for lesion in scored],
         "lesion_dice": [lesion[1] for lesion in scored],
         "lesion_hd95": [lesion[2] for lesion in scored],
+        "lesion_found": [lesion[3] for lesion in scored],
         "pred_volumes": pred_volumes.tolist(),
     }
 
@@ -165,11 +166,12 @@ def lesion_wise(
         ``{region: {...}}`` in region order, each with ``dice`` and ``hd95`` (the lesion-wise scores), ``tp``,
         ``fn`` (ground-truth lesions above the volume threshold found / missed), ``fp`` (predicted lesions
         touching no ground-truth lesion's dilation), ``nb_truth_lesions`` (scored), ``nb_small_lesions`` (left
-        out), ``nb_pred_lesions``, ``truth_volumes``, ``lesion_dice`` and ``lesion_hd95`` (per scored lesion, in
-        mm^3 and mm) and ``pred_volumes`` (per predicted lesion, mm^3). Empty cases: both masks empty -> Dice 1,
-        HD95 0, no lesion; truth empty, prediction not -> every predicted lesion is a false positive, Dice 0,
-        HD95 ``penalty``; prediction empty, truth not -> every lesion is missed, Dice 0, HD95 ``penalty``;
-        only lesions under the threshold and no false positive -> Dice 1, HD95 0.
+        out), ``nb_pred_lesions``, ``truth_volumes``, ``lesion_dice``, ``lesion_hd95`` and ``lesion_found`` (per
+        scored lesion, in mm^3, mm and bool, lesions numbered in the order of the ground truth's components, the
+        same for any prediction) and ``pred_volumes`` (per predicted lesion, mm^3). Empty cases: both masks
+        empty -> Dice 1, HD95 0, no lesion; truth empty, prediction not -> every predicted lesion is a false
+        positive, Dice 0, HD95 ``penalty``; prediction empty, truth not -> every lesion is missed, Dice 0, HD95
+        ``penalty``; only lesions under the threshold and no false positive -> Dice 1, HD95 0.
 
     Raises:
         ValueError: an unknown challenge or HD95 method, a negative penalty, or bad inputs (as
