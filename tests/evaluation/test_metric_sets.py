@@ -166,3 +166,52 @@ def test_resume_with_another_metric_set_recomputes_every_row(samples, tmp_path):
 def test_bad_metric_settings(settings, message):
     with pytest.raises(ValueError, match=message):
         RobustnessEvaluator({"m": softmax_oracle(shape=SHAPE)}, ["fgsm"], [0.1], **settings)
+
+
+def test_region_model_scores_like_the_softmax_model(samples, tmp_path):
+    """A perfect sigmoid region model (MONAI's TC, WT, ET channel order) gets the softmax oracle's rows."""
+    from tests.evaluation.oracles import region_oracle
+
+    models = {"softmax": softmax_oracle(shape=SHAPE), "monai": region_oracle("monai_brats", shape=SHAPE)}
+    rows = run(models, samples, tmp_path, attacks=["fgsm"], eps=[0.3])
+    by_model = {}
+    for row in rows:
+        kept = {k: v for k, v in row.items() if k not in ("model", "seconds", "fingerprint")}
+        by_model.setdefault(row["model"], []).append(kept)
+    assert by_model["softmax"][0]["lesion-dice"] == {"WT": 1.0, "TC": 1.0, "ET": 1.0}
+    assert by_model["monai"][0]["lesion-dice"] == by_model["softmax"][0]["lesion-dice"]
+    assert by_model["monai"][0]["lesions"] == by_model["softmax"][0]["lesions"]
+
+
+def _row(attack, subject, found, false, eps=0.5):
+    return {"model": "m", "attack": attack, "eps": 0.0 if attack == "clean" else eps, "subject": subject,
+            "dice": {"WT": 0.5}, "lesions": {"WT": {"found": found, "false": false}}}  # fmt: skip
+
+
+def test_lesion_effects_by_hand():
+    rows = [_row("clean", "a", [1, 1, 0], 1), _row("clean", "b", [1], 0),
+            _row("X", "a", [0, 1, 1], 0), _row("X", "b", [0], 3)]  # fmt: skip
+    (effect,) = lesion_effects(rows)
+    assert (effect.n, effect.lesions, effect.found_clean, effect.found_attacked) == (2, 4, 3, 2)
+    assert (effect.removed, effect.restored, effect.created) == (2, 1, 3)
+    assert (effect.false_clean, effect.false_attacked) == (1, 3)
+    assert lesion_effects([{k: v for k, v in r.items() if k != "lesions"} for r in rows]) == []
+    with pytest.raises(ValueError, match="other data"):
+        lesion_effects([*rows[:2], _row("X", "a", [1], 0)])
+    with pytest.raises(ValueError, match="no clean row"):
+        lesion_effects(rows[2:])
+
+
+def test_summarise_other_metrics_checks_their_range():
+    rows = [{"model": "m", "attack": a, "eps": e, "subject": s, "dice": {"WT": 0.5}, "lesion-hd95": {"WT": v}}
+            for s, v in (("a", 374.0), ("b", 12.5)) for a, e in (("clean", 0.0), ("X", 0.1))]  # fmt: skip
+    from art_seg.evaluation import summarise
+
+    (summary,) = summarise(rows, metric="lesion-hd95")
+    assert (summary.metric, summary.mean, summary.clean_mean) == ("lesion-hd95", 193.25, 193.25)
+    with pytest.raises(ValueError, match=r"lesion-dice\['WT'\]"):
+        summarise([{**r, "lesion-dice": {"WT": 1.5}} for r in rows], metric="lesion-dice")
+    with pytest.raises(ValueError, match="metric must be one of"):
+        summarise(rows, metric="iou")
+    with pytest.raises(ValueError, match="lacks key"):
+        summarise(rows, metric="nsd")
