@@ -28,15 +28,18 @@ def masked_ce_loss(
     *,
     activation: str = "softmax",
     voxel_weights: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Cross-entropy of the decisions still correct (detached mask), averaged over all decisions.
 
     ``"softmax"``: the cross-entropy of the voxels still classified right; ``"sigmoid"``: the binary
-    cross-entropy of the voxel-channels still on the right side of 0 (see :mod:`art_seg.attacks.voxel_losses`).
+    cross-entropy of the voxel-channels still on the right side of 0 (see :mod:`art_seg.attacks.voxel_losses`,
+    which also says what ``reduction`` does).
     """
     targets = decision_targets(target, logits, activation)
     correct = still_correct(logits, targets, activation)
-    return decision_mean(correct * decision_cross_entropy(logits, targets, activation), logits, voxel_weights)
+    values = correct * decision_cross_entropy(logits, targets, activation)
+    return decision_mean(values, logits, voxel_weights, reduction)
 
 
 def dlr_loss(
@@ -45,6 +48,7 @@ def dlr_loss(
     *,
     activation: str = "softmax",
     voxel_weights: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Voxel-averaged difference-of-logits ratio ``-(z_y - max_{j != y} z_j) / (z_(1) - z_(3) + 1e-12)``.
 
@@ -68,12 +72,15 @@ def dlr_loss(
     """
     targets = decision_targets(target, logits, activation)
     if activation == "sigmoid" or logits.shape[1] == 2:
-        return logit_margin_loss(logits, targets, activation=activation, voxel_weights=voxel_weights)
+        return logit_margin_loss(
+            logits, targets, activation=activation, voxel_weights=voxel_weights, reduction=reduction
+        )
     labels = targets.unsqueeze(1)
     true = logits.gather(1, labels).squeeze(1)
     others = logits.scatter(1, labels, -torch.inf).amax(dim=1)
     ranked = logits.sort(dim=1, descending=True).values
-    return decision_mean(-(true - others) / (ranked[:, 0] - ranked[:, 2] + 1e-12), logits, voxel_weights)
+    ratio = -(true - others) / (ranked[:, 0] - ranked[:, 2] + 1e-12)
+    return decision_mean(ratio, logits, voxel_weights, reduction)
 
 
 _LOSS_FUNCTIONS: dict[str, Any] = {"masked_ce": masked_ce_loss, "dlr": dlr_loss, "own": None}

@@ -24,7 +24,8 @@ from art_seg.attacks.apgd import dlr_loss, masked_ce_loss
 from art_seg.attacks.cospgd import cospgd_loss
 from art_seg.attacks.scores import foreground_dice
 from art_seg.attacks.segpgd import segpgd_loss
-from tests.helpers import TASK_CLASSES, mean_dice
+from art_seg.losses import per_sample_loss
+from tests.helpers import TASK_CLASSES, assert_gradients_per_sample, mean_dice
 
 EPS = 0.4
 
@@ -283,3 +284,28 @@ def test_sigmoid_forms_lower_dice_at_least_as_much_as_ifgsm(region_segmenter, re
     assert figures["i-FGSM"] < clean - 0.2, (clean, figures)
     for name, value in figures.items():
         assert value <= figures["i-FGSM"], (clean, figures)
+
+
+ATTACK_LOSSES = {
+    "segpgd": partial(segpgd_loss, weight=0.3),
+    "cospgd": cospgd_loss,
+    "cospgd_targeted": partial(cospgd_loss, targeted=True),
+    "masked_ce": masked_ce_loss,
+    "dlr": dlr_loss,
+}
+
+
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("spatial", [(4, 5), (3, 4, 2)], ids=["2d", "3d"])
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("name", list(ATTACK_LOSSES))
+def test_attack_losses_are_batched_with_each_sample_its_own_gradient(name, activation, spatial, n) -> None:
+    gen = torch.Generator().manual_seed(n)
+    logits = torch.randn(n, 3, *spatial, generator=gen, dtype=torch.float64) * 2
+    target = torch.randint(0, 3, (n, *spatial), generator=gen)
+    weights = torch.rand(n, *spatial, generator=gen, dtype=torch.float64)
+    loss_fn = per_sample_loss(partial(ATTACK_LOSSES[name], activation=activation), activation=activation)
+    assert_gradients_per_sample(loss_fn, logits, target)
+    assert_gradients_per_sample(loss_fn, logits, target, weights)
+    mean = ATTACK_LOSSES[name](logits, target, activation=activation, voxel_weights=weights)
+    torch.testing.assert_close(loss_fn(logits, target, weights).mean(), mean)
