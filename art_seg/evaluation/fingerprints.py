@@ -29,7 +29,7 @@ import torch
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.evaluation.attack_specs import AttackSpec
 
-__all__ = ["attack_fingerprint", "digest", "model_fingerprint"]
+__all__ = ["attack_fingerprint", "digest", "model_fingerprint", "scoring_fingerprint"]
 
 #: attack parameters that do not change the perturbation
 _IGNORED_PARAMS = frozenset({"estimator", "verbose", "summary_writer"})
@@ -162,3 +162,20 @@ def attack_fingerprint(spec: AttackSpec, estimator: PyTorchSegmenter, eps: float
         "target": _plain(spec.target),
         "masked": spec.masked,
     }
+
+
+def scoring_fingerprint(metrics: Any, challenge: str, nsd_tolerance: float) -> dict[str, Any]:
+    """What, beyond Dice and HD95, determines a row's scores: the metric set, and the settings the chosen metrics
+    use (the lesion rules' ``challenge`` when a lesion metric is chosen, the NSD tolerance when an NSD is), as
+    plain values. ``{}`` for a run that records only Dice and HD95, so that the setups of the runs of an art_seg
+    without metric sets keep their digests (and their folders resume)."""
+    metrics = [str(metric) for metric in metrics]
+    extra = [metric for metric in metrics if metric not in ("dice", "hd95")]
+    if not extra:
+        return {}
+    scoring: dict[str, Any] = {"metrics": metrics}
+    if any(metric.startswith("lesion-") for metric in extra):
+        scoring["challenge"] = challenge
+    if "nsd" in extra:
+        scoring["nsd_tolerance"] = float(nsd_tolerance)
+    return scoring

@@ -147,6 +147,7 @@ def report_markdown(
     curves: Iterable[tuple[str, str]] = (),
     overlays: Iterable[tuple[str, str]] = (),
     notes: Iterable[str] = (),
+    sections: Iterable[str] = (),
 ) -> str:
     """The text of ``report.md``: title, what was compared, each model's :func:`study_table`, curves, examples, notes.
 
@@ -157,6 +158,7 @@ def report_markdown(
         curves: ``(region, link)`` pairs of the robustness-curve images, links relative to ``report.md``.
         overlays: ``(caption, link)`` pairs of example images, shown under "Examples" with their caption.
         notes: Markdown paragraphs put at the end under "Notes".
+        sections: Markdown sections (each with its ``##`` heading) put after the study tables, before the curves.
 
     Returns:
         The Markdown text, ending with one newline.
@@ -178,6 +180,8 @@ def report_markdown(
     ]
     for model in models:
         lines += ["", f"## {_one_line(model)}", "", study_table(summaries, model=model).rstrip("\n")]
+    for section in sections:
+        lines += ["", section.strip("\n")]
     lines += ["", "## Dice against eps", ""]
     lines += [f"![Dice {_one_line(region)} against eps]({link})\n" for region, link in curves]
     if overlays:

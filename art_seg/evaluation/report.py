@@ -18,6 +18,7 @@ from typing import Any
 from art_seg._checks import check_type
 from art_seg._files import atomic_write_files, writable_folder
 from art_seg.evaluation.markdown import report_markdown
+from art_seg.evaluation.metric_report import metric_report_parts
 from art_seg.evaluation.plots import figure_png, robustness_curves_figure
 from art_seg.evaluation.summary import summarise, summary_csv
 
@@ -58,9 +59,12 @@ def write_report(
       field (see :func:`~art_seg.evaluation.summary.summary_csv`).
     - ``robustness_curve_<region>.png`` for every region (see :func:`~art_seg.evaluation.plots.plot_robustness_curves`;
       characters other than letters, digits, ``.``, ``_`` and ``-`` in the region name become ``_``).
+    - ``metrics_summary.csv`` and ``lesion_effects.csv`` when the rows hold metrics beside Dice and lesion
+      records (:func:`~art_seg.evaluation.metric_report.metric_report_parts`).
     - ``report.md``: title, what was compared, the study table of each model
-      (:func:`~art_seg.evaluation.markdown.study_table`), the curves, the ``overlays`` as images and the ``notes``
-      as closing paragraphs; links are relative to ``output_dir``.
+      (:func:`~art_seg.evaluation.markdown.study_table`), every metric side by side and the lesions removed and
+      created by the attacks (when recorded), the curves, the ``overlays`` as images and the ``notes`` as
+      closing paragraphs; links are relative to ``output_dir``.
 
     Everything is computed first; then the files are written together
     (:func:`~art_seg._files.atomic_write_files`): each to a temporary file, and only when all are
@@ -108,6 +112,8 @@ def write_report(
         raise ValueError("rows hold only clean rows: there is no attacked condition to report")
 
     files: dict[Path, bytes] = {folder / "summary.csv": summary_csv(summaries).encode("utf-8")}
+    metric_files, sections = metric_report_parts(rows, regions=regions)
+    files.update({folder / name: text.encode("utf-8") for name, text in metric_files.items()})
     curves = []
     taken: set[str] = set()
     for region in dict.fromkeys(s.region for s in summaries):
@@ -121,6 +127,7 @@ def write_report(
         curves=curves,
         overlays=[(caption, _link(Path(path), folder)) for caption, path in overlays],
         notes=notes,
+        sections=sections,
     )
     report = folder / "report.md"
     files[report] = text.encode("utf-8")

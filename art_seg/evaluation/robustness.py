@@ -6,7 +6,9 @@ Results are written as they are made, one JSON line per (model, condition, subje
      "dice": {"WT": 0.71, "TC": 0.52, "ET": 0.49}, "seconds": 1.9,
      "fingerprint": {"setup": "5f0c...", "data": "a93e..."}}
 
-(``"attack": "clean"`` and ``"eps": 0.0`` for clean input; ``"hd95"`` in mm when asked for). Each line is
+(``"attack": "clean"`` and ``"eps": 0.0`` for clean input; every other metric of the run's metric set under its
+own key, e.g. ``"hd95"`` in mm or ``"lesion-dice"``, and ``"lesions"`` with lesion metrics: see
+:mod:`art_seg.evaluation.metric_sets`). Each line is
 appended, flushed and synced before the next is started, so an interrupted run leaves complete lines and at most
 one partial last line; running again drops that line and computes only what is missing. Every attack run is
 seeded from the run's seed and its (model, attack, eps, subject) alone, so a resumed run gives the results of an
@@ -14,12 +16,15 @@ uninterrupted one.
 
 Resuming (see :mod:`art_seg.evaluation.fingerprints`): every row carries the fingerprint of what made it, its
 "setup" (the model's weights and inference settings, the attack's class and parameters at that eps, the seed,
-regions and HD95 setting) and its "data" (the sample's arrays, spacing and HD95 penalty). ``run.json`` keeps the
-run's settings and the fingerprints of its models and attacks. Running into a folder that holds results:
+regions, HD95 setting and metric set with its challenge and NSD tolerance) and its "data" (the sample's arrays,
+spacing and HD95 penalty). ``run.json`` keeps the run's settings and the fingerprints of its models, attacks
+and metric set. Running into a folder that holds results:
 
-- other settings (model names, attack names, eps grid, regions, iterations, HD95, seed): refused;
+- other settings (model names, attack names, eps grid, regions, iterations, seed): refused;
 - a model or attack changed under the same name (other weights, sliding window, autocast, attack parameters):
   its rows are dropped, with a warning naming what changed, and computed again; the other rows are kept;
+- another metric set (HD95 or not included), lesion challenge or NSD tolerance: every row is dropped, with a
+  warning saying so, and computed again with the new metrics (a row never holds metrics of two settings);
 - a subject whose data changed: refused (its rows were made on other data);
 - results of an older art_seg without fingerprints: refused (nothing to check them against).
 
@@ -67,8 +72,9 @@ from art_seg._files import (
     writable_folder,
 )
 from art_seg.evaluation.attack_specs import AttackSpec, attack_spec
-from art_seg.evaluation.fingerprints import attack_fingerprint, digest, model_fingerprint
-from art_seg.evaluation.scoring import region_channels, region_dice, region_hd95
+from art_seg.evaluation.fingerprints import attack_fingerprint, digest, model_fingerprint, scoring_fingerprint
+from art_seg.evaluation.metric_sets import check_metrics, score_masks
+from art_seg.evaluation.scoring import region_channels, region_masks
 
 __all__ = [
     "EvaluationSample",
@@ -243,7 +249,13 @@ class RobustnessEvaluator:
             region model (``PyTorchSegmenter(regions=...)``, sigmoid) on the channel of each region, whatever the
             channel order, against the region's mask of the ground truth.
         iterations: steps of the named iterative attacks; step ``eps / 4``.
-        hd95: also record HD95 per region, in mm.
+        hd95: also record HD95 per region, in mm (the same as ``"hd95"`` in ``metrics``).
+        metrics: the metrics recorded per region (:data:`~art_seg.evaluation.metric_sets.METRICS`: ``"dice"``,
+            ``"hd95"``, ``"hd95-surfels"``, ``"nsd"``, ``"lesion-dice"``, ``"lesion-hd95"``, ``"lesion-f1"``,
+            ``"lesion-nsd"``); Dice is always recorded.
+        challenge: rules of the lesion metrics: ``"GLI"``, ``"SSA"``, ``"PED"``, ``"MEN"``, ``"MET"`` (BraTS
+            2023/2024 lesion-wise) or ``"2025"`` (instance matching).
+        nsd_tolerance: tolerance of ``"nsd"`` in mm.
         seed: seed of the run; every attack run is seeded from it and its own key.
         verbose: progress bar over subjects and conditions (on rank 0 only when distributed).
 
@@ -266,6 +278,9 @@ class RobustnessEvaluator:
         regions: Mapping[str, Sequence[int]] | None = None,
         iterations: int = 10,
         hd95: bool = False,
+        metrics: Sequence[str] = ("dice",),
+        challenge: str = "GLI",
+        nsd_tolerance: float = 1.0,
         seed: int = 0,
         verbose: bool = False,
     ) -> None:
@@ -281,6 +296,10 @@ class RobustnessEvaluator:
             raise ValueError(f"attack names must be unique and not 'clean', got {names}")
         eps = _check_eps(eps)
         check_type("hd95", hd95, bool)
+        metrics = check_metrics(metrics, challenge)
+        if hd95 and "hd95" not in metrics:
+            metrics = check_metrics([*metrics, "hd95"], challenge)
+        check_number("nsd_tolerance", nsd_tolerance, low=0)
         check_number("seed", seed, low=0, integer=True)
         self.models = dict(models)
         self.attacks = specs
@@ -292,7 +311,10 @@ class RobustnessEvaluator:
             except ValueError as error:
                 raise ValueError(f"models[{name!r}]: {error}") from None
         self.iterations = iterations
-        self.hd95 = hd95
+        self.metrics = metrics
+        self.hd95 = "hd95" in metrics
+        self.challenge = challenge
+        self.nsd_tolerance = float(nsd_tolerance)
         self.seed = seed
         self.verbose = verbose
 
@@ -304,7 +326,6 @@ class RobustnessEvaluator:
             "eps": self.eps,
             "regions": {k: list(v) for k, v in self.regions.items()},
             "iterations": self.iterations,
-            "hd95": self.hd95,
             "seed": self.seed,
         }
 
@@ -313,13 +334,17 @@ class RobustnessEvaluator:
 
         Returns:
             ``(summary, setups)``: ``summary`` is ``{"models": {name: model_fingerprint}, "attacks": {name:
-            digest}}`` (kept in ``run.json``, to say what changed); ``setups`` maps each ``(model, attack, eps)``
+            digest}, "scoring": {"metrics", "challenge", "nsd_tolerance"}}`` (kept in ``run.json``, to say what
+            changed); ``setups`` maps each ``(model, attack, eps)``
             of the run (``("clean", 0.0)`` included) to the digest its rows carry as ``fingerprint.setup``.
         """
         models = {name: model_fingerprint(model) for name, model in self.models.items()}
         first = next(iter(self.models.values()))  # an attack's parameters do not depend on the model
         attacks = {s.name: {str(e): attack_fingerprint(s, first, e) for e in self.eps} for s in self.attacks}
+        scoring = scoring_fingerprint(self.metrics, self.challenge, self.nsd_tolerance)
         common = {"regions": self.settings()["regions"], "hd95": self.hd95, "seed": self.seed}
+        if scoring:  # absent for Dice and HD95 only: such runs keep the setups of earlier art_seg versions
+            common["scoring"] = scoring
         setups = {}
         for name, model in models.items():
             setups[(name, "clean", 0.0)] = digest({"model": model, "attack": None, "eps": 0.0, **common})
@@ -327,7 +352,9 @@ class RobustnessEvaluator:
                 for eps in self.eps:
                     attack = attacks[spec.name][str(eps)]
                     setups[(name, spec.name, eps)] = digest({"model": model, "attack": attack, "eps": eps, **common})
-        return {"models": models, "attacks": {n: digest(a) for n, a in attacks.items()}}, setups
+        described = {"metrics": list(self.metrics), "challenge": self.challenge, "nsd_tolerance": self.nsd_tolerance}
+        summary = {"models": models, "attacks": {n: digest(a) for n, a in attacks.items()}, "scoring": described}
+        return summary, setups
 
     def run(self, samples: Iterable[EvaluationSample], output_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         """Evaluate every sample; append each result to ``output_dir/results.jsonl`` as soon as it is made.
@@ -398,12 +425,17 @@ class RobustnessEvaluator:
             "attack": "clean" if spec is None else spec.name,
             "eps": float(eps),
             "subject": sample.subject,
-            "dice": region_dice(model, prediction, sample.label, self.regions),
         }
-        if self.hd95:
-            row["hd95"] = region_hd95(
-                model, prediction, sample.label, sample.spacing, self.regions, empty_penalty=sample.hd95_penalty
+        row.update(
+            score_masks(
+                region_masks(model, prediction, sample.label, self.regions),
+                self.metrics,
+                challenge=self.challenge,
+                spacing=sample.spacing,
+                hd95_penalty=sample.hd95_penalty,
+                nsd_tolerance=self.nsd_tolerance,
             )
+        )
         row["seconds"] = round(time.perf_counter() - t0, 4)
         return row
 
@@ -601,7 +633,13 @@ def _changes(saved: Mapping[str, Any] | None, summary: Mapping[str, Any], droppe
         if old is not None and old != now:
             count = sum(row["attack"] == name for row in dropped)
             reasons.append(f"attack {name!r} (its parameters) changed since its rows were made: recomputing {count}")
-    return [f"{reason} of its rows" for reason in reasons]
+    reasons = [f"{reason} of its rows" for reason in reasons]
+    if "scoring" in before and before["scoring"] != summary["scoring"]:
+        reasons.append(
+            f"the metric set or its settings changed since the rows were made ({before['scoring']} -> "
+            f"{summary['scoring']}): recomputing {len(dropped)} rows"
+        )
+    return reasons
 
 
 def _run_seed(seed: int, *key: Any) -> int:

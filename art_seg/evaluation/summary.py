@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from art_seg._checks import check_number, check_type
+from art_seg._checks import check_choice, check_number, check_type
+from art_seg.evaluation.metric_sets import METRICS
 from art_seg.stats import PairedComparison, holm, paired_wilcoxon
 
 __all__ = ["CLEAN", "SUMMARY_COLUMNS", "ConditionSummary", "check_summaries", "summarise", "summary_csv"]
@@ -67,7 +68,10 @@ class ConditionSummary:
         comparison: two-sided :func:`~art_seg.stats.paired_wilcoxon` with ``before`` = clean Dice and ``after`` =
             Dice under attack, paired by subject (differences ``attacked - clean``).
         p_holm: ``comparison.p_value`` Holm-adjusted within the family of all (attack, eps, region) comparisons
-            of this model.
+            of this model (and this metric).
+        metric: the row key summarised (``"dice"``; another metric of
+            :data:`~art_seg.evaluation.metric_sets.METRICS` with ``summarise(..., metric=...)``, whose values then
+            stand where this docstring says Dice).
     """
 
     model: str
@@ -82,6 +86,7 @@ class ConditionSummary:
     reduction_percent: float
     comparison: PairedComparison
     p_holm: float
+    metric: str = "dice"
 
 
 def _check_regions(regions: Any) -> tuple[str, ...]:
@@ -105,13 +110,16 @@ def _where(index: int, row: Mapping[str, Any]) -> str:
     return f"rows[{index}] (model {row.get('model')!r}, attack {row.get('attack')!r}, subject {row.get('subject')!r})"
 
 
-def _check_row(index: int, row: Any, regions: tuple[str, ...]) -> tuple[str, str, float, str, dict[str, float]]:
-    """``(model, attack, eps, subject, {region: dice})`` of a checked row."""
+def _check_row(
+    index: int, row: Any, regions: tuple[str, ...], metric: str = "dice"
+) -> tuple[str, str, float, str, dict[str, float]]:
+    """``(model, attack, eps, subject, {region: value of metric})`` of a checked row."""
     if not isinstance(row, Mapping):
         raise TypeError(f"rows[{index}] must be a mapping (a dict), got {type(row).__name__} ({row!r})")
-    missing = [key for key in REQUIRED_KEYS if key not in row]
+    required = (*REQUIRED_KEYS, *([] if metric in REQUIRED_KEYS else [metric]))
+    missing = [key for key in required if key not in row]
     if missing:
-        raise ValueError(f"{_where(index, row)} lacks key(s) {missing}; a row needs {list(REQUIRED_KEYS)}")
+        raise ValueError(f"{_where(index, row)} lacks key(s) {missing}; a row needs {list(required)}")
     where = _where(index, row)
     for key in ("model", "attack", "subject"):
         check_type(f"{where} {key!r}", row[key], str)
@@ -119,28 +127,40 @@ def _check_row(index: int, row: Any, regions: tuple[str, ...]) -> tuple[str, str
     check_number(f"{where} 'eps'", eps, low=0)
     if row["attack"] == CLEAN and eps != 0:
         raise ValueError(f"{where}: a clean row must have eps 0.0, got {eps!r}")
-    dice = row["dice"]
-    if not isinstance(dice, Mapping):
-        raise TypeError(f"{where} 'dice' must be a mapping region -> Dice, got {type(dice).__name__} ({dice!r})")
-    absent = [region for region in regions if region not in dice]
+    values = row[metric]
+    if not isinstance(values, Mapping):
+        raise TypeError(
+            f"{where} {metric!r} must be a mapping region -> value, got {type(values).__name__} ({values!r})"
+        )
+    absent = [region for region in regions if region not in values]
     if absent:
-        raise ValueError(f"{where} has no Dice for region(s) {absent}; its 'dice' has {list(dice)}")
+        label = METRICS[metric].label
+        raise ValueError(f"{where} has no {label} for region(s) {absent}; its {metric!r} has {list(values)}")
+    high = 1 if METRICS[metric].bounded else None
     scores = {}
     for region in regions:
-        check_number(f"{where} dice[{region!r}]", dice[region], low=0, high=1)
-        scores[region] = float(dice[region])
+        check_number(f"{where} {metric}[{region!r}]", values[region], low=0, high=high)
+        scores[region] = float(values[region])
     return row["model"], row["attack"], float(eps), row["subject"], scores
 
 
-def summarise(rows: Iterable[Mapping[str, Any]], *, regions: Sequence[str] | None = None) -> list[ConditionSummary]:
+def summarise(
+    rows: Iterable[Mapping[str, Any]], *, regions: Sequence[str] | None = None, metric: str = "dice"
+) -> list[ConditionSummary]:
     """Per model, attack, eps and region: Dice under attack vs. clean Dice of the same subjects.
+
+    With ``metric`` another metric of :data:`~art_seg.evaluation.metric_sets.METRICS` (``"lesion-dice"``,
+    ``"hd95"``, ...): the same for that metric's values, a Holm family per model and metric; scores must lie in
+    ``[0, 1]``, distances be ``>= 0`` mm (for a distance, ``reduction_percent`` is negative when the attack
+    increases it).
 
     Args:
         rows: evaluation rows (see the module docstring), in any order: one clean row (``"attack": "clean"``,
             ``"eps": 0.0``) per (model, subject) and at most one row per (model, attack, eps, subject). Dice in
             ``[0, 1]``, eps in z-scored intensity units (``>= 0``).
         regions: regions to summarise, in output order; default the keys of the first row's ``"dice"``, in their
-            order. Every row must have a Dice for each.
+            order. Every row must have a Dice (and a value of ``metric``) for each.
+        metric: the row key to summarise, default ``"dice"``.
 
     Returns:
         One :class:`ConditionSummary` per (model, attack, eps, region): models and attacks in order of first
@@ -159,6 +179,7 @@ def summarise(rows: Iterable[Mapping[str, Any]], *, regions: Sequence[str] | Non
     rows = list(rows)
     if not rows:
         raise ValueError("rows is empty: there is nothing to summarise")
+    check_choice("metric", metric, METRICS)
     if regions is None:
         first = rows[0]
         if not isinstance(first, Mapping) or not isinstance(first.get("dice"), Mapping):
@@ -171,7 +192,7 @@ def summarise(rows: Iterable[Mapping[str, Any]], *, regions: Sequence[str] | Non
     models: dict[str, None] = {}
     attacks: dict[str, None] = {}
     for index, row in enumerate(rows):
-        model, attack, eps, subject, scores = _check_row(index, row, regions)
+        model, attack, eps, subject, scores = _check_row(index, row, regions, metric)
         models.setdefault(model)
         if attack == CLEAN:
             if (model, subject) in clean:
@@ -227,7 +248,9 @@ def summarise(rows: Iterable[Mapping[str, Any]], *, regions: Sequence[str] | Non
                     )
                 )  # fmt: skip
         adjusted = holm([fields["comparison"].p_value for fields in pending])
-        summaries += [ConditionSummary(**fields, p_holm=float(p)) for fields, p in zip(pending, adjusted)]
+        summaries += [
+            ConditionSummary(**fields, p_holm=float(p), metric=metric) for fields, p in zip(pending, adjusted)
+        ]
     return summaries
 
 

@@ -13,6 +13,7 @@ import torch
 
 from art_seg._checks import check_number, check_type
 from art_seg.data.labels import NB_CLASSES, REGION_CLASSES
+from art_seg.data.regions import RegionSpec, region_spec
 
 #: A mask or label map: numpy array or torch tensor, any shape (usually ``(D, H, W)`` or ``(H, W)``).
 ArrayLike = np.ndarray | torch.Tensor
@@ -96,3 +97,42 @@ def _check_regions(regions: Regions) -> dict[str, tuple[int, ...]]:
             check_number(f"regions[{name!r}] class index", index, low=0, integer=True)
         checked[name] = tuple(int(index) for index in classes)
     return checked
+
+
+def region_masks(
+    pred: ArrayLike, truth: ArrayLike, regions: Regions | str | RegionSpec | None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{region name: (pred mask, truth mask)}`` from label maps or masks, for the lesion and instance metrics.
+
+    - Boolean ``pred`` and ``truth`` with ``regions=None``: one mask each, returned under the name ``"mask"``.
+    - Boolean ``pred`` and ``truth`` with ``regions`` a :class:`~art_seg.data.regions.RegionSpec` or a preset
+      name (:data:`~art_seg.data.regions.REGION_PRESETS`): region masks ``(R, *spatial)``, one per region in
+      the spec's channel order (a sigmoid model's thresholded output).
+    - Integer class-index maps: ``regions`` ``None`` (BraTS WT, TC, ET), a mapping ``name -> classes``, a preset
+      name or a spec; each region's mask is where the class is one of the region's classes.
+
+    Raises:
+        ValueError, TypeError: mixed or unsupported dtypes, shapes that differ, a region axis of the wrong
+            length, or a bad region definition (as :func:`region_pair`).
+    """
+    pred, truth = to_numpy("pred", pred), to_numpy("truth", truth)
+    if pred.dtype == np.bool_ or truth.dtype == np.bool_:
+        pred, truth = mask_pair(pred, truth)
+        if regions is None:
+            return {"mask": (pred, truth)}
+        if not isinstance(regions, (str, RegionSpec)):
+            raise TypeError(
+                f"regions for boolean region masks must be a RegionSpec or a preset name, got {type(regions).__name__}"
+            )
+        spec = region_spec(regions)
+        if pred.ndim < 2 or pred.shape[0] != spec.nb_regions:
+            raise ValueError(
+                f"boolean pred and truth with regions {spec.names} must be region masks (R = {spec.nb_regions}, "
+                f"*spatial), got shape {pred.shape}"
+            )
+        return {name: (pred[r], truth[r]) for r, name in enumerate(spec.names)}
+    if isinstance(regions, (str, RegionSpec)):
+        spec = region_spec(regions)
+        regions = dict(zip(spec.names, spec.classes))
+    pred, truth, checked = region_pair(pred, truth, regions)
+    return {name: (np.isin(pred, classes), np.isin(truth, classes)) for name, classes in checked.items()}

@@ -12,6 +12,7 @@ import scipy.stats
 
 from art_seg.cli.main import main
 from art_seg.data import find_subjects, make_brats_phantom
+from art_seg.evaluation import lesion_effects
 
 TINY = [
     "--subjects",
@@ -61,6 +62,16 @@ def test_demo_writes_models_results_and_report(demo_output) -> None:
     for text in ("i-FGSM", "ti-FGSM", "PGD", "Gradient-masking check", "robustness_curve_WT.png", "overlay_"):
         assert text in report
     assert len(list((demo_output / "overlays").glob("*.png"))) == 4
+    # lesion-wise Dice next to Dice for every model and attack, and the lesions ti-FGSM removed
+    assert report.count("| Attack | eps | n | Dice WT | lesion Dice WT | lesion HD95 WT |") == 3
+    for model in ("undefended", "distilled", "adversarial"):
+        table = report.split(f"### {model}")[1].split("###")[0]
+        for attack in ("FGSM", "i-FGSM", "ti-FGSM", "PGD"):
+            assert f"| {attack} | 0.2 | 4 |" in table and f"| {attack} | 0.4 | 4 |" in table, (model, attack)
+    effects = {(e.model, e.eps): e for e in lesion_effects(rows) if e.attack == "ti-FGSM" and e.region == "WT"}
+    note = report.split("**Lesions removed by ti-FGSM**")[1].split("\n")[0]
+    for (model, eps), e in effects.items():
+        assert f"{model} at eps {eps:g}: {e.removed} of the {e.found_clean} lesions found" in note
 
 
 def test_report_wilcoxon_equals_scipy_on_the_written_results(demo_output) -> None:
@@ -163,6 +174,15 @@ def test_train_attack_evaluate_and_benchmark(tmp_path, capsys) -> None:
     assert len(rows) == 4 * 3 and (evaluated / "report.md").is_file()
     assert main(arguments) == 0  # run again: nothing redone, nothing duplicated
     assert (evaluated / "results.jsonl").read_text().splitlines() == rows
+    # the challenge's metrics: every row recomputed with them, each reported with the same paired tests
+    with pytest.warns(UserWarning, match="metric set"):
+        assert main([*arguments, "--challenge", "MET", "--metrics", "dice", "lesion-dice", "lesion-hd95", "nsd"]) == 0
+    rows = [json.loads(line) for line in (evaluated / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 * 3 and all({"lesion-dice", "lesion-hd95", "nsd", "lesions"} <= row.keys() for row in rows)
+    report = (evaluated / "report.md").read_text()
+    assert "| Dice WT | lesion Dice WT | lesion HD95 WT | NSD WT |" in report
+    assert "## Lesions removed and created by the attacks" in report
+    assert (evaluated / "metrics_summary.csv").is_file() and (evaluated / "lesion_effects.csv").is_file()
 
     bench = tmp_path / "bench"
     assert (
@@ -194,6 +214,9 @@ def test_bad_input_gives_clear_errors_and_no_report(tmp_path, capsys) -> None:
         (["evaluate", "--model", "m.pt", "--data", str(data), "--attacks", "deepfool"], 2, "attack must be one of"),
         (["evaluate", "--model", "m.pt", "--data", str(data), "--eps", "0"], 2, "--eps must be > 0, got 0"),
         (["evaluate", "--model", "m.pt", "m.pt", "--data", str(data)], 2, "--model names must be unique"),
+        (["evaluate", "--model", "m.pt", "--data", str(data), "--metrics", "lesion-nsd"], 2, "needs challenge='2025'"),
+        (["evaluate", "--model", "m.pt", "--data", str(data), "--metrics", "iou"], 2, "metrics item must be one of"),
+        (["evaluate", "--model", "m.pt", "--data", str(data), "--challenge", "GLI23"], 2, "challenge must be one of"),
         (["evaluate", "--model", str(tmp_path / "missing.pt"), "--data", str(data)], 1, "missing.pt' does not exist"),
         (["attack", "--model", "m.pt", "--input", str(data), "--eps", "-0.1"], 2, "--eps must be > 0, got -0.1"),
         (["demo", "--eval-eps", "0.1", "-0.2", "--output", str(tmp_path / "d")], 2, "eps must be > 0, got -0.2"),
