@@ -13,7 +13,13 @@ any machine:
   ``/proc/self/status``), each workload in a fresh process started with glibc's mmap threshold fixed at
   64 KiB. Without that, glibc keeps freed tensor memory and fragments it, and even two plain
   forward+backward passes peak about 1.2x higher than one; with it, freed tensors go back to the system and
-  the peak follows the tensors alive at once.
+  the peak follows the tensors alive at once;
+- time of one loss gradient with a per-voxel attack loss (CosPGD's cosine-scaled cross-entropy) through
+  ``PyTorchSegmenter.loss_gradient``, which evaluates it as one ``(N,)`` vector of per-sample losses per batch,
+  and through a Python loop over samples (how per-sample losses were evaluated before), each divided by a bare
+  PyTorch forward + loss + backward written as the CosPGD authors write it (:func:`per_sample_loss_time`), in
+  2D and in 3D. The three are timed in turn within each repetition, so that load on a shared machine reaches
+  them alike, and on the CPU in process CPU time.
 """
 
 from __future__ import annotations
@@ -225,6 +231,118 @@ def run_attack_benchmark(config: BenchmarkConfig) -> dict[str, object]:
     }
 
 
+@dataclass(frozen=True)
+class LossTimingConfig:
+    """What the per-sample loss is timed on: a UNet3D (``spatial_dims`` 2 or 3), 4 input channels, 4 classes.
+
+    Args:
+        spatial_dims: 2 (images ``size x size``) or 3 (volumes ``size^3``).
+        size: side in pixels / voxels (must divide by ``2**depth``).
+        batch_size: samples per batch.
+        base_filters, depth: of the UNet3D.
+        calls: loss gradients per timing.
+        repeats: timing repetitions; the median is reported.
+        device, threads, seed: as in :class:`BenchmarkConfig`.
+    """
+
+    spatial_dims: int = 2
+    size: int = 64
+    batch_size: int = 8
+    base_filters: int = 8
+    depth: int = 3
+    calls: int = 3
+    repeats: int = 5
+    device: str = "cpu"
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims!r}")
+        for name in ("size", "batch_size", "base_filters", "calls", "repeats"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if self.size % 2**self.depth:
+            raise ValueError(f"size must divide by 2**depth = {2**self.depth}, got {self.size}")
+
+
+def _cospgd_bare(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The CosPGD authors' loss gradient: forward, cross-entropy per voxel scaled by the (detached) cosine of the
+    softmax to the one-hot label, mean, backward."""
+    x_in = x.detach().requires_grad_(True)
+    logits = model(x_in)
+    ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    onehot = torch.nn.functional.one_hot(y, logits.shape[1]).movedim(-1, 1).to(logits.dtype)
+    cosine = torch.nn.functional.cosine_similarity(logits.softmax(1), onehot, dim=1).detach()
+    (grad,) = torch.autograd.grad((cosine * ce).mean(), x_in)
+    return grad
+
+
+def per_sample_loss_time(config: LossTimingConfig) -> dict[str, float]:
+    """Median seconds per loss gradient: the bare loop, art_seg's batched per-sample loss, a per-sample loop.
+
+    On the CPU the seconds are the process's CPU time (all its threads), which other processes on a shared
+    machine disturb far less than wall-clock time; on CUDA, wall-clock time after synchronising.
+    """
+    from functools import partial
+
+    from art_seg.attacks.cospgd import cospgd_loss
+    from art_seg.estimators import PyTorchSegmenter
+    from art_seg.models import UNet3D
+
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    dims = config.spatial_dims
+    model = UNet3D(4, 4, base_filters=config.base_filters, depth=config.depth, spatial_dims=dims)
+    model = model.to(config.device).eval()
+    shape = (4, *[config.size] * dims)
+    estimator = PyTorchSegmenter(
+        model, "ce", input_shape=shape, nb_classes=4, clip_values=(-5.0, 5.0),
+        device_type="gpu" if config.device == "cuda" else "cpu",
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(config.seed)
+    x = torch.randn((config.batch_size, *shape), generator=generator).clamp(-4, 4).to(config.device)
+    y = torch.randint(0, 4, (config.batch_size, *shape[1:]), generator=generator).to(config.device)
+    batched = partial(cospgd_loss, activation="softmax")  # has a reduction keyword: one call per batch
+
+    def looped(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # no reduction keyword: per sample
+        return cospgd_loss(logits, target)
+
+    workloads = {
+        "bare PyTorch (CosPGD authors)": lambda: _cospgd_bare(model, x, y),
+        "art_seg batched per-sample": lambda: estimator.loss_gradient(x, y, loss=batched),
+        "Python loop over samples": lambda: estimator.loss_gradient(x, y, loss=looped),
+    }
+    times: dict[str, list[float]] = {name: [] for name in workloads}
+    for run in workloads.values():
+        run()  # warm-up
+    clock = time.perf_counter if config.device == "cuda" else time.process_time
+    for _ in range(config.repeats):
+        for name, run in workloads.items():
+            _synchronise(config.device)
+            start = clock()
+            for _ in range(config.calls):
+                run()
+            _synchronise(config.device)
+            times[name].append((clock() - start) / config.calls)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def format_loss_timing(config: LossTimingConfig, seconds: dict[str, float]) -> str:
+    """A plain-text table of :func:`per_sample_loss_time`'s result, with ratios to the bare loop."""
+    spatial = " x ".join([str(config.size)] * config.spatial_dims)
+    bare = seconds["bare PyTorch (CosPGD authors)"]
+    lines = [
+        f"{config.spatial_dims}D per-sample loss gradient (CosPGD loss): batch {config.batch_size} x 4 x {spatial}, "
+        f"UNet3D(base_filters={config.base_filters}, depth={config.depth}), {config.calls} calls x "
+        f"{config.repeats} repeats (median), {'CPU' if config.device == 'cpu' else 'wall-clock'} seconds",
+        f"{'loss gradient':<32}{'s / call':>11}{'x bare loop':>13}",
+    ]
+    lines += [f"{name:<32}{t:>11.4f}{t / bare:>13.3f}" for name, t in seconds.items()]
+    return "\n".join(lines)
+
+
 def format_report(result: dict[str, object]) -> str:
     """A plain-text table of :func:`run_attack_benchmark`'s result."""
     config = result["config"]
@@ -249,10 +367,13 @@ def format_report(result: dict[str, object]) -> str:
 
 __all__ = [
     "BenchmarkConfig",
+    "LossTimingConfig",
     "bare_loop",
+    "format_loss_timing",
     "format_report",
     "in_fresh_process",
     "peak_memory",
+    "per_sample_loss_time",
     "rss_kib",
     "run_attack_benchmark",
     "time_per_iteration",

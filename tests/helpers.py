@@ -84,3 +84,22 @@ def fail_writes(
         return temporary, (FailingFile(handle) if fails(path) else handle)
 
     monkeypatch.setattr(_files, "_open_temporary", opened)
+
+
+def assert_gradients_per_sample(per_sample, logits, target, voxel_weights=None) -> None:
+    """``per_sample(logits, target, voxel_weights) -> (N,)`` computed batched gives each sample the gradient of
+    its own loss: the gradient of the sum with respect to sample ``i`` equals that of sample ``i``'s loss computed
+    on sample ``i`` alone (a batch of one), and so do the values."""
+    import torch
+
+    leaf = logits.detach().clone().requires_grad_(True)
+    values = per_sample(leaf, target, voxel_weights)
+    assert values.shape == (logits.shape[0],)
+    (batched,) = torch.autograd.grad(values.sum(), leaf)
+    for i in range(logits.shape[0]):
+        alone_leaf = logits[i : i + 1].detach().clone().requires_grad_(True)
+        weights = None if voxel_weights is None else voxel_weights[i : i + 1]
+        alone = per_sample(alone_leaf, target[i : i + 1], weights)
+        (grad,) = torch.autograd.grad(alone.sum(), alone_leaf)
+        torch.testing.assert_close(values[i : i + 1], alone.detach(), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(batched[i : i + 1], grad, rtol=1e-10, atol=1e-12)

@@ -6,7 +6,8 @@ translation-invariant TI-FGSM of Dong et al.). Target maps come from :mod:`art_s
 
 Stronger attacks for an honest evaluation: :class:`SegPGD` (Gu et al. 2022), :class:`CosPGD` (Agnihotri et al.
 2024), :class:`AutoPGDSegmentation` (APGD, Croce and Hein 2020, with segmentation losses) and
-:class:`WorstCaseEnsemble` (the worst member per sample).
+:class:`WorstCaseEnsemble` (the worst member per sample), and :class:`SEA` (Croce et al. 2024: APGD with four
+losses, the worst case per sample).
 """
 
 from art_seg.attacks.apgd import AutoPGDSegmentation
@@ -15,6 +16,7 @@ from art_seg.attacks.cospgd import CosPGD
 from art_seg.attacks.ensemble import WorstCaseEnsemble
 from art_seg.attacks.fgsm import FGSM
 from art_seg.attacks.iterative_fgsm import IterativeFGSM
+from art_seg.attacks.sea import SEA
 from art_seg.attacks.segpgd import SegPGD
 from art_seg.attacks.targeted_iterative_fgsm import TargetedIterativeFGSM
 
@@ -23,6 +25,7 @@ __all__ = [
     "CosPGD",
     "FGSM",
     "IterativeFGSM",
+    "SEA",
     "SegPGD",
     "SegmentationAttack",
     "TargetedIterativeFGSM",

@@ -20,6 +20,7 @@ def cospgd_loss(
     targeted: bool = False,
     activation: str = "softmax",
     voxel_weights: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """CosPGD's objective: the mean over decisions of ``s_d * ce_d``, ``s_d`` detached.
 
@@ -33,7 +34,8 @@ def cospgd_loss(
     cross-entropy. Per channel, because the cosine of a voxel's whole probability vector to its multi-hot
     target is undefined wherever no region is on (most of a scan), and because the loss it scales is per channel.
 
-    The mean runs over channels, then over (weighted) voxels per sample, then over samples.
+    The mean runs over channels, then over (weighted) voxels per sample, then ``reduction`` over samples
+    (``"none"``: ``(N,)``).
     """
     targets = decision_targets(target, logits, activation)
     ce = decision_cross_entropy(logits, targets, activation)
@@ -46,7 +48,7 @@ def cospgd_loss(
             p = logits.sigmoid()
             cosine = torch.where(targets > 0.5, p, 1 - p) / torch.hypot(p, 1 - p)
         scale = 1 - cosine if targeted else cosine
-    return decision_mean(scale * ce, logits, voxel_weights)
+    return decision_mean(scale * ce, logits, voxel_weights, reduction)
 
 
 class CosPGD(IterativeFGSM):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,20 +67,11 @@ class WorstCaseEnsemble(EvasionAttack):
             raise ValueError("y is required: WorstCaseEnsemble scores members by Dice against y")
         estimator = self.estimator
         labels = estimator.label_tensor(y, estimator.check_labels(y, x), x.shape[2:])
-        best, scores = None, []
-        for attack in self.attacks:
-            x_adv = run_attack(attack, x, y, mask)
-            x_t = as_tensor(x_adv, device=estimator.device, dtype=estimator.dtype)
-            logits = estimator.predict(x_t, logits=True)
-            score = foreground_dice(logits, labels, estimator.activation)
-            scores.append(score)
-            if best is None:
-                best, best_score = x_t.clone(), score
-                continue
-            better = score > best_score if self.targeted else score < best_score
-            best = torch.where(better.view(-1, *[1] * (x_t.ndim - 1)), x_t, best)
-            best_score = torch.where(better, score, best_score)
-        all_scores = torch.stack(scores)
+        candidates = (
+            as_tensor(run_attack(attack, x, y, mask), device=estimator.device, dtype=estimator.dtype)
+            for attack in self.attacks
+        )
+        best, all_scores = worst_per_sample(candidates, dice_scorer(estimator, labels), targeted=self.targeted)
         self.scores_ = all_scores.cpu().numpy()
         self.chosen_ = (all_scores.argmax(0) if self.targeted else all_scores.argmin(0)).cpu().numpy()
         if isinstance(x, torch.Tensor):
@@ -89,3 +80,41 @@ class WorstCaseEnsemble(EvasionAttack):
 
     def _check_params(self) -> None:
         return None
+
+
+def dice_scorer(estimator: Any, labels: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x (N, C, *spatial) -> (N,)``: each sample's mean foreground Dice of the estimator's hard prediction
+    against ``labels`` (class indices or maps, on the estimator's device), as the ensembles score members."""
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        return foreground_dice(estimator.predict(x, logits=True), labels, estimator.activation)
+
+    return score
+
+
+def worst_per_sample(
+    candidates: Iterable[torch.Tensor], score: Callable[[torch.Tensor], torch.Tensor], *, targeted: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample, the candidate with the lowest score (untargeted) or the highest (targeted); the first wins ties.
+
+    Args:
+        candidates: adversarial batches ``(N, C, *spatial)``, one per attack, consumed one at a time.
+        score: ``batch -> (N,)``, e.g. :func:`dice_scorer`.
+        targeted: keep the highest score instead of the lowest.
+
+    Returns:
+        The chosen batch and every candidate's scores ``(M, N)``.
+    """
+    best, best_score, scores = None, None, []
+    for x_t in candidates:
+        value = score(x_t)
+        scores.append(value)
+        if best is None:
+            best, best_score = x_t.clone(), value
+            continue
+        better = value > best_score if targeted else value < best_score
+        best = torch.where(better.view(-1, *[1] * (x_t.ndim - 1)), x_t, best)
+        best_score = torch.where(better, value, best_score)
+    if best is None:
+        raise ValueError("candidates must hold at least one batch")
+    return best, torch.stack(scores)

@@ -19,6 +19,7 @@ def segpgd_loss(
     weight: float,
     activation: str = "softmax",
     voxel_weights: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """SegPGD's objective: ``((1 - w) sum_{correct} ce_d + w sum_{wrong} ce_d) / sum_d m_d`` over decisions ``d``.
 
@@ -28,13 +29,14 @@ def segpgd_loss(
     cross-entropy against the multi-hot ``target`` ``(N, R, *spatial)`` (thresholded at 0.5), correct when
     ``logit > 0`` matches the target channel; the sum runs over channels and voxels and is divided by ``R`` times
     the voxels' weight. ``w`` is the weight of the already fooled decisions, ``m`` the voxel weights (all 1 by
-    default). Returns the mean over samples.
+    default). Returns the mean over samples (``reduction="mean"``), their sum (``"sum"``) or each sample's
+    value ``(N,)`` (``"none"``).
     """
     targets = decision_targets(target, logits, activation)
     ce = decision_cross_entropy(logits, targets, activation)
     correct = still_correct(logits, targets, activation)
     per_decision = ((1 - weight) * correct + weight * (1 - correct)) * ce
-    return decision_mean(per_decision, logits, voxel_weights)
+    return decision_mean(per_decision, logits, voxel_weights, reduction)
 
 
 class SegPGD(IterativeFGSM):

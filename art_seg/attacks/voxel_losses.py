@@ -7,9 +7,11 @@ written once over these decisions:
 - targets: class indices ``(N, *spatial)`` int64 (softmax), or binary channel maps ``(N, R, *spatial)`` in the
   logits' dtype (sigmoid);
 - per-decision values: ``(N, *spatial)`` (softmax) or ``(N, R, *spatial)`` (sigmoid);
-- reduction: the mean over channels, then the (weighted) mean over voxels per sample, then the mean over samples,
-  which for sigmoid is how :func:`~art_seg.losses.cross_entropy_loss` averages its per-channel binary
-  cross-entropy.
+- reduction: the mean over channels, then the (weighted) mean over voxels per sample, then ``reduction`` over
+  samples (``"mean"``, ``"sum"`` or ``"none"``: one loss per sample ``(N,)``, each computed from that sample
+  alone), which for sigmoid is how :func:`~art_seg.losses.cross_entropy_loss` averages its per-channel binary
+  cross-entropy. Every attack loss takes ``reduction`` so that :func:`~art_seg.losses.per_sample_loss` can
+  evaluate it once per batch.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from art_seg.losses._common import as_voxel_weights, one_hot, weighted_voxel_mean
+from art_seg.losses._common import as_voxel_weights, one_hot, reduce, weighted_voxel_mean
 
 
 def decision_targets(target: torch.Tensor, logits: torch.Tensor, activation: str) -> torch.Tensor:
@@ -54,8 +56,11 @@ def still_correct(logits: torch.Tensor, targets: torch.Tensor, activation: str) 
     return ((z > 0) == (targets > 0.5)).to(logits.dtype)
 
 
-def decision_mean(values: torch.Tensor, logits: torch.Tensor, voxel_weights: torch.Tensor | None) -> torch.Tensor:
-    """Scalar mean of per-decision ``values``: over channels (sigmoid), over weighted voxels, over samples."""
+def decision_mean(
+    values: torch.Tensor, logits: torch.Tensor, voxel_weights: torch.Tensor | None, reduction: str = "mean"
+) -> torch.Tensor:
+    """Mean of per-decision ``values`` over channels (sigmoid) and weighted voxels per sample, then ``reduction``
+    over samples: a scalar for ``"mean"`` / ``"sum"``, ``(N,)`` for ``"none"``."""
     if values.ndim == logits.ndim:
         values = values.mean(dim=1)
-    return weighted_voxel_mean(values, as_voxel_weights(voxel_weights, logits)).mean()
+    return reduce(weighted_voxel_mean(values, as_voxel_weights(voxel_weights, logits)), reduction)

@@ -10,6 +10,7 @@ from art_seg.evaluation.metric_report import LesionEffect, lesion_effects, metri
 from art_seg.evaluation.metric_sets import CHALLENGES, METRICS
 from art_seg.evaluation.plots import plot_overlay, plot_robustness_curves
 from art_seg.evaluation.report import write_report
+from art_seg.evaluation.robust_dice import WORST_CASE, robust_summaries
 from art_seg.evaluation.scoring import (
     mean_region_dice,
     model_regions,
@@ -38,6 +39,7 @@ __all__ = [
     "METRICS",
     "MaskingCheck",
     "RobustnessEvaluator",
+    "WORST_CASE",
     "attack_spec",
     "gradient_masking_check",
     "grid_diagonal",
@@ -53,6 +55,7 @@ __all__ = [
     "region_dice",
     "region_hd95",
     "region_masks",
+    "robust_summaries",
     "samples_from_arrays",
     "samples_from_subjects",
     "study_table",

@@ -17,7 +17,13 @@ name           attack                                                           
 ``cospgd``     art_seg :class:`~art_seg.attacks.CosPGD`                           true labels
 ``apgd``       art_seg :class:`~art_seg.attacks.AutoPGDSegmentation`, CE          true labels
 ``apgd-dlr``   art_seg :class:`~art_seg.attacks.AutoPGDSegmentation`, DLR         true labels
+``sea``        art_seg :class:`~art_seg.attacks.SEA`, 4 losses x 300 iterations   true labels
+``sea-fast``   art_seg :meth:`SEA.fast <art_seg.attacks.SEA.fast>`, 4 x 75         true labels
 =============  ================================================================  =====================
+
+``sea`` and ``sea-fast`` keep SEA's own iteration budgets and step sizes: ``iterations`` and ``step_fraction``
+do not apply to them. SEA draws its random starts from torch's global generator, which
+:class:`~art_seg.evaluation.RobustnessEvaluator` seeds for every run from the run's seed and key.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ from art.attacks.attack import EvasionAttack
 from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod, ProjectedGradientDescent
 
 from art_seg._checks import check_choice, check_number
-from art_seg.attacks import FGSM, AutoPGDSegmentation, CosPGD, IterativeFGSM, SegPGD, TargetedIterativeFGSM
+from art_seg.attacks import FGSM, SEA, AutoPGDSegmentation, CosPGD, IterativeFGSM, SegPGD, TargetedIterativeFGSM
 
 __all__ = ["ATTACK_NAMES", "AttackSpec", "attack_spec"]
 
-ATTACK_NAMES = ("fgsm", "i-fgsm", "ti-fgsm", "pgd", "fgm", "bim", "segpgd", "cospgd", "apgd", "apgd-dlr")
+ATTACK_NAMES = (
+    "fgsm", "i-fgsm", "ti-fgsm", "pgd", "fgm", "bim", "segpgd", "cospgd", "apgd", "apgd-dlr", "sea", "sea-fast",
+)  # fmt: skip
 DISPLAY = {
     "fgsm": "FGSM",
     "i-fgsm": "i-FGSM",
@@ -47,6 +55,8 @@ DISPLAY = {
     "cospgd": "CosPGD",
     "apgd": "APGD-CE",
     "apgd-dlr": "APGD-DLR",
+    "sea": "SEA",
+    "sea-fast": "SEA (fast)",
 }
 
 
@@ -105,6 +115,8 @@ def attack_spec(name: str, *, iterations: int = 10, step_fraction: float = 0.25,
         "cospgd": lambda est, eps: CosPGD(est, eps=eps, eps_step=eps * f, max_iter=n, batch_size=b),
         "apgd": lambda est, eps: AutoPGDSegmentation(est, eps=eps, max_iter=n, loss="ce", batch_size=b),
         "apgd-dlr": lambda est, eps: AutoPGDSegmentation(est, eps=eps, max_iter=n, loss="dlr", batch_size=b),
+        "sea": lambda est, eps: SEA(est, eps=eps, batch_size=b),
+        "sea-fast": lambda est, eps: SEA.fast(est, eps=eps, batch_size=b),
     }
     return AttackSpec(
         name=DISPLAY[key],

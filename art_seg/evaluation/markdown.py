@@ -148,6 +148,7 @@ def report_markdown(
     overlays: Iterable[tuple[str, str]] = (),
     notes: Iterable[str] = (),
     sections: Iterable[str] = (),
+    lead_sections: Iterable[str] = (),
 ) -> str:
     """The text of ``report.md``: title, what was compared, each model's :func:`study_table`, curves, examples, notes.
 
@@ -159,6 +160,7 @@ def report_markdown(
         overlays: ``(caption, link)`` pairs of example images, shown under "Examples" with their caption.
         notes: Markdown paragraphs put at the end under "Notes".
         sections: Markdown sections (each with its ``##`` heading) put after the study tables, before the curves.
+        lead_sections: Markdown sections put first, right after the opening paragraph (the robust Dice table).
 
     Returns:
         The Markdown text, ending with one newline.
@@ -178,6 +180,8 @@ def report_markdown(
         f"compared with the clean Dice of the same subjects by a two-sided Wilcoxon signed-rank test; p-values are "
         f"Holm-corrected within each model. All numbers are in [`summary.csv`](summary.csv).",
     ]
+    for section in lead_sections:
+        lines += ["", section.strip("\n")]
     for model in models:
         lines += ["", f"## {_one_line(model)}", "", study_table(summaries, model=model).rstrip("\n")]
     for section in sections:

@@ -20,6 +20,7 @@ from art_seg._files import atomic_write_files, writable_folder
 from art_seg.evaluation.markdown import report_markdown
 from art_seg.evaluation.metric_report import metric_report_parts
 from art_seg.evaluation.plots import figure_png, robustness_curves_figure
+from art_seg.evaluation.robust_dice import robust_dice_section, robust_summaries
 from art_seg.evaluation.summary import summarise, summary_csv
 
 __all__ = ["write_report"]
@@ -56,12 +57,14 @@ def write_report(
     Files:
 
     - ``summary.csv``: one line per :class:`~art_seg.evaluation.summary.ConditionSummary` with every numeric
-      field (see :func:`~art_seg.evaluation.summary.summary_csv`).
+      field (see :func:`~art_seg.evaluation.summary.summary_csv`), then the robust Dice: one line per model,
+      eps and region with attack ``"worst case"`` (:func:`~art_seg.evaluation.robust_dice.robust_summaries`).
     - ``robustness_curve_<region>.png`` for every region (see :func:`~art_seg.evaluation.plots.plot_robustness_curves`;
       characters other than letters, digits, ``.``, ``_`` and ``-`` in the region name become ``_``).
     - ``metrics_summary.csv`` and ``lesion_effects.csv`` when the rows hold metrics beside Dice and lesion
       records (:func:`~art_seg.evaluation.metric_report.metric_report_parts`).
-    - ``report.md``: title, what was compared, the study table of each model
+    - ``report.md``: title, what was compared, the robust Dice table first
+      (:func:`~art_seg.evaluation.robust_dice.robust_dice_section`), the study table of each model
       (:func:`~art_seg.evaluation.markdown.study_table`), every metric side by side and the lesions removed and
       created by the attacks (when recorded), the curves, the ``overlays`` as images and the ``notes`` as
       closing paragraphs; links are relative to ``output_dir``.
@@ -111,7 +114,8 @@ def write_report(
     if not summaries:
         raise ValueError("rows hold only clean rows: there is no attacked condition to report")
 
-    files: dict[Path, bytes] = {folder / "summary.csv": summary_csv(summaries).encode("utf-8")}
+    robust = robust_summaries(rows, regions=regions)
+    files: dict[Path, bytes] = {folder / "summary.csv": summary_csv([*summaries, *robust]).encode("utf-8")}
     metric_files, sections = metric_report_parts(rows, regions=regions)
     files.update({folder / name: text.encode("utf-8") for name, text in metric_files.items()})
     curves = []
@@ -128,6 +132,7 @@ def write_report(
         overlays=[(caption, _link(Path(path), folder)) for caption, path in overlays],
         notes=notes,
         sections=sections,
+        lead_sections=[robust_dice_section(robust, list(dict.fromkeys(s.attack for s in summaries)))],
     )
     report = folder / "report.md"
     files[report] = text.encode("utf-8")

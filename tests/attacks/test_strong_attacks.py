@@ -23,8 +23,10 @@ from art_seg.attacks import (
 from art_seg.attacks.apgd import dlr_loss, masked_ce_loss
 from art_seg.attacks.cospgd import cospgd_loss
 from art_seg.attacks.scores import foreground_dice
+from art_seg.attacks.sea_losses import js_loss, masked_spherical_loss
 from art_seg.attacks.segpgd import segpgd_loss
-from tests.helpers import TASK_CLASSES, mean_dice
+from art_seg.losses import per_sample_loss
+from tests.helpers import TASK_CLASSES, assert_gradients_per_sample, mean_dice
 
 EPS = 0.4
 
@@ -81,7 +83,22 @@ def attacks(segmenter, iterations: int = 5) -> dict:
         "CosPGD": CosPGD(segmenter, eps=EPS, eps_step=step, max_iter=iterations),
         "APGD-CE": AutoPGDSegmentation(segmenter, eps=EPS, max_iter=iterations),
         "APGD-DLR": AutoPGDSegmentation(segmenter, eps=EPS, max_iter=iterations, loss="dlr", random_start=True, seed=1),
+        **sea_members(segmenter, iterations),
     }
+
+
+def sea_members(segmenter, iterations: int) -> dict:
+    """APGD with SEA's losses and options (tracked loss, progressive radius), as SEA runs them."""
+    return {
+        "APGD-JS": AutoPGDSegmentation(segmenter, eps=EPS, max_iter=iterations, loss="js"),
+        "APGD-masked-spherical": AutoPGDSegmentation(
+            segmenter, eps=EPS, max_iter=iterations, loss="masked_spherical", track_loss="spherical"
+        ),
+        "APGD-SegPGD": AutoPGDSegmentation(
+            segmenter, eps=EPS, max_iter=iterations, loss="segpgd", track_loss="ce", random_start=True, seed=2,
+            progressive_radius=True,
+        ),
+    }  # fmt: skip
 
 
 def test_strong_attacks_stay_in_budget_and_lower_dice(trained_segmenter, blob_data, clean_dice) -> None:
@@ -283,3 +300,152 @@ def test_sigmoid_forms_lower_dice_at_least_as_much_as_ifgsm(region_segmenter, re
     assert figures["i-FGSM"] < clean - 0.2, (clean, figures)
     for name, value in figures.items():
         assert value <= figures["i-FGSM"], (clean, figures)
+
+
+ATTACK_LOSSES = {
+    "js": js_loss,
+    "masked_spherical": masked_spherical_loss,
+    "masked_spherical_targeted": partial(masked_spherical_loss, targeted=True),
+    "spherical": partial(masked_spherical_loss, masked=False),
+    "segpgd": partial(segpgd_loss, weight=0.3),
+    "cospgd": cospgd_loss,
+    "cospgd_targeted": partial(cospgd_loss, targeted=True),
+    "masked_ce": masked_ce_loss,
+    "dlr": dlr_loss,
+}
+
+
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("spatial", [(4, 5), (3, 4, 2)], ids=["2d", "3d"])
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("name", list(ATTACK_LOSSES))
+def test_attack_losses_are_batched_with_each_sample_its_own_gradient(name, activation, spatial, n) -> None:
+    gen = torch.Generator().manual_seed(n)
+    logits = torch.randn(n, 3, *spatial, generator=gen, dtype=torch.float64) * 2
+    target = torch.randint(0, 3, (n, *spatial), generator=gen)
+    weights = torch.rand(n, *spatial, generator=gen, dtype=torch.float64)
+    loss_fn = per_sample_loss(partial(ATTACK_LOSSES[name], activation=activation), activation=activation)
+    assert_gradients_per_sample(loss_fn, logits, target)
+    assert_gradients_per_sample(loss_fn, logits, target, weights)
+    mean = ATTACK_LOSSES[name](logits, target, activation=activation, voxel_weights=weights)
+    torch.testing.assert_close(loss_fn(logits, target, weights).mean(), mean)
+
+
+# ---------------------------------------------------------------------------------------------- SEA's losses (16)
+def js_by_definition(p: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """JS(p, q) = (KL(p || m) + KL(q || m)) / 2, m = (p + q) / 2, over the class axis 0 (0 log 0 = 0)."""
+    m = (p + onehot) / 2
+    return (torch.xlogy(p, p / m).sum(0) + torch.xlogy(onehot, onehot / m).sum(0)) / 2
+
+
+def test_js_loss_by_hand() -> None:
+    logits, target = two_voxels()  # (1, 3, 2), labels 0 and 2
+    p = logits.softmax(1)[0]
+    onehot = F.one_hot(target[0], 3).T.to(p.dtype)
+    expected = js_by_definition(p, onehot)
+    assert js_loss(logits, target).item() == pytest.approx(expected.mean().item(), rel=1e-12)
+    torch.testing.assert_close(js_loss(logits, target, reduction="none"), expected.mean().reshape(1))
+    weights = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    weighted = (expected[0] + 3 * expected[1]) / 4
+    assert js_loss(logits, target, voxel_weights=weights).item() == pytest.approx(weighted.item(), rel=1e-12)
+    # bounds: 0 at a one-hot prediction of the label, log 2 when the label has probability 0
+    assert js_loss(torch.tensor([[[60.0], [0.0]]], dtype=torch.float64), torch.tensor([[0]])).item() < 1e-12
+    assert js_loss(torch.tensor([[[-60.0], [0.0]]], dtype=torch.float64), torch.tensor([[0]])).item() == (
+        pytest.approx(np.log(2.0))
+    )
+
+    logits, target = two_regions()  # sigmoid: each channel the distribution (1 - s, s)
+    s = torch.sigmoid(logits[0])
+    per_channel = js_by_definition(torch.stack([1 - s, s]), torch.stack([1 - target[0], target[0]]))
+    assert js_loss(logits, target, activation="sigmoid").item() == pytest.approx(per_channel.mean().item(), rel=1e-12)
+
+
+def test_masked_spherical_loss_by_hand() -> None:
+    logits, target = two_voxels()  # voxel 0 right (class 0), voxel 1 wrong (label 2, argmax 1)
+    z = logits[0]
+    normalised = torch.stack([z[0, 0] / z[:, 0].norm(), z[2, 1] / z[:, 1].norm()])  # the label's normalised logit
+    assert masked_spherical_loss(logits, target).item() == pytest.approx(-normalised[0].item() / 2)
+    unmasked = masked_spherical_loss(logits, target, masked=False)
+    assert unmasked.item() == pytest.approx(-normalised.mean().item())
+    # targeted at class 1 everywhere: voxel 1 is already there, so only voxel 0 counts, with its class-1 logit
+    to_one = masked_spherical_loss(logits, torch.tensor([[1, 1]]), targeted=True)
+    assert to_one.item() == pytest.approx(-(z[1, 0] / z[:, 0].norm()).item() / 2)
+
+    logits, target = two_regions()  # channel logits 1 (right), -2 (wrong); -0.5 (right), 0.3 (wrong)
+    z, t = logits[0], target[0]
+    signed = (2 * t - 1) * z / z.norm(dim=0)  # normalised over the voxel's two region channels
+    correct = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    got = masked_spherical_loss(logits, target, activation="sigmoid")
+    assert got.item() == pytest.approx(-(correct * signed).mean().item())
+    # sigmoid: the norm is held constant, so the gradient is that of the signed logit over the norm
+    leaf = logits.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(masked_spherical_loss(leaf, target, activation="sigmoid", masked=False), leaf)
+    torch.testing.assert_close(grad[0], -(2 * t - 1) / z.norm(dim=0) / 4)
+
+
+@pytest.mark.parametrize(
+    ("loss", "activation"),
+    [(js_loss, "softmax"), (js_loss, "sigmoid"), (masked_spherical_loss, "softmax"),
+     (partial(masked_spherical_loss, masked=False), "softmax"),
+     (partial(masked_spherical_loss, targeted=True), "softmax")],
+    ids=["js", "js_sigmoid", "masked_spherical", "spherical", "masked_spherical_targeted"],
+)  # fmt: skip
+def test_sea_losses_pass_gradcheck(loss, activation: str) -> None:
+    """The sigmoid spherical loss holds its norm constant (detached), which gradcheck's finite differences do not:
+    its gradient is checked by hand in :func:`test_masked_spherical_loss_by_hand`."""
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(2, 3, 3, 2, generator=gen, dtype=torch.float64) * 2).requires_grad_(True)
+    target = torch.randint(0, 3, (2, 3, 2), generator=gen)
+    weights = torch.rand(2, 3, 2, generator=gen, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda z: loss(z, target, activation=activation, voxel_weights=weights), logits)
+    assert torch.autograd.gradcheck(lambda z: loss(z, target, activation=activation, reduction="none"), logits)
+
+
+def test_apgd_progressive_radius_follows_sea() -> None:
+    from tests.estimators.test_pytorch_segmenter import tiny_segmenter
+
+    segmenter = tiny_segmenter("ce")
+    assert AutoPGDSegmentation(segmenter, max_iter=300, progressive_radius=True).stages() == [
+        (90, 2.0), (90, 1.5), (120, 1.0)
+    ]  # fmt: skip
+    assert AutoPGDSegmentation(segmenter, max_iter=3, progressive_radius=True).stages() == [(3, 1.0)]
+    assert AutoPGDSegmentation(segmenter, max_iter=7).stages() == [(7, 1.0)]
+    assert AutoPGDSegmentation(segmenter, max_iter=10).checkpoints(4) == [1, 2, 3, 4]
+
+
+def test_targeted_apgd_moves_toward_the_target(trained_segmenter, blob_data) -> None:
+    x, y = blob_data
+    target = np.zeros_like(y)
+    before = (trained_segmenter.predict(x).argmax(1) == 0).mean()
+    for loss in ("js", "masked_spherical", "ce"):
+        attack = AutoPGDSegmentation(trained_segmenter, eps=EPS, max_iter=5, loss=loss, targeted=True)
+        after = (trained_segmenter.predict(attack.generate(x, target)).argmax(1) == 0).mean()
+        assert after > before + 0.02, loss
+    for loss in ("masked_ce", "dlr", "segpgd"):
+        with pytest.raises(ValueError, match=f"loss='{loss}' has no targeted form"):
+            AutoPGDSegmentation(trained_segmenter, loss=loss, targeted=True)
+    with pytest.raises(ValueError, match="track_loss must be one of"):
+        AutoPGDSegmentation(trained_segmenter, track_loss="hinge")
+    with pytest.raises(TypeError, match="progressive_radius must be bool"):
+        AutoPGDSegmentation(trained_segmenter, progressive_radius=1)
+
+
+def test_sea_losses_of_sigmoid_regions_lower_dice(region_segmenter, region_task) -> None:
+    x, y = region_task
+    labels = torch.as_tensor(y)
+    clean = float(foreground_dice(torch.as_tensor(region_segmenter.predict(x, logits=True)), labels, "sigmoid").mean())
+    for name, attack in sea_members(region_segmenter, 5).items():
+        x_adv = attack.generate(x, y)
+        assert np.abs(x_adv - x).max() <= EPS + 1e-6, name
+        logits = torch.as_tensor(region_segmenter.predict(x_adv, logits=True))
+        dice = float(foreground_dice(logits, labels, "sigmoid").mean())
+        assert dice < clean - 0.2, (name, clean, dice)
+
+
+def test_sea_loss_docstring_examples_run() -> None:
+    import doctest
+
+    import art_seg.attacks.sea_losses
+
+    result = doctest.testmod(art_seg.attacks.sea_losses, extraglobs={"torch": torch})
+    assert result.attempted > 0 and result.failed == 0

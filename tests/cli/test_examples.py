@@ -37,7 +37,7 @@ def test_the_benchmark_harness_is_not_in_the_package() -> None:
     assert (ROOT / "examples" / "attack_benchmark.py").is_file()
 
 
-BENCHMARKS = ["benchmark_attacks.py", "benchmark_sliding_window.py", "benchmark_strong_attacks.py"]
+BENCHMARKS = ["benchmark_attacks.py", "benchmark_sea.py", "benchmark_sliding_window.py", "benchmark_strong_attacks.py"]
 
 
 @pytest.mark.parametrize("script", BENCHMARKS)

@@ -21,6 +21,7 @@ from art_seg import _files
 from art_seg.evaluation import plots, report
 from art_seg.evaluation.markdown import study_table
 from art_seg.evaluation.report import write_report
+from art_seg.evaluation.robust_dice import WORST_CASE, robust_summaries
 from art_seg.evaluation.summary import ConditionSummary, summarise
 from art_seg.stats import holm
 from tests.helpers import fail_writes
@@ -361,7 +362,11 @@ def test_write_report(tmp_path):
     with open(out / "summary.csv", newline="", encoding="utf-8") as handle:
         table = list(csv.DictReader(handle))
     summaries = summarise(rows)
-    assert len(table) == len(summaries)
+    robust = robust_summaries(rows)  # the worst case over attacks follows, one line per model, eps and region
+    assert len(table) == len(summaries) + len(robust) and {line["attack"] for line in table[len(summaries) :]} == {
+        WORST_CASE
+    }
+    assert text.index("## Robust Dice") < text.index("## undefended")
     for line, s in zip(table, summaries):
         key = (line["model"], line["attack"], float(line["eps"]), line["region"])
         assert key == (s.model, s.attack, s.eps, s.region)

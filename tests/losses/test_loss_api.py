@@ -29,6 +29,7 @@ from art_seg.losses import (
     soft_dice_loss,
 )
 from art_seg.losses.registry import per_sample_loss
+from tests.helpers import assert_gradients_per_sample
 
 FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "ce": cross_entropy_loss,
@@ -331,3 +332,38 @@ def test_registry_resolves_names_to_per_sample_losses(name: str, activation: str
     got = per_sample_loss(name, activation=activation)(logits, target, weights)
     expected = FUNCTIONS[name](logits, target, activation=activation, voxel_weights=weights, reduction="none")
     torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("spatial", [(4, 5), (3, 4, 2)], ids=["2d", "3d"])
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("name", NAMES)
+def test_registry_gives_each_sample_the_gradient_of_its_own_loss(
+    name: str, activation: str, spatial: tuple[int, ...], n: int
+) -> None:
+    logits, target, weights = random_inputs(n=n, spatial=spatial, seed=n)
+    loss_fn = per_sample_loss(name, activation=activation)
+    assert_gradients_per_sample(loss_fn, logits, target)
+    assert_gradients_per_sample(loss_fn, logits, target, weights)
+
+
+def test_registry_calls_a_loss_with_a_reduction_keyword_once_per_batch() -> None:
+    calls = []
+
+    def counted(logits, target, reduction="mean"):
+        calls.append(logits.shape[0])
+        return cross_entropy_loss(logits, target, reduction=reduction)
+
+    def opaque(logits, target):
+        calls.append(logits.shape[0])
+        return cross_entropy_loss(logits, target)
+
+    logits, target, _ = random_inputs(n=3)
+    batched = per_sample_loss(counted, activation="softmax")(logits, target, None)
+    assert calls == [3]
+    torch.testing.assert_close(batched, per_sample_loss(opaque, activation="softmax")(logits, target, None))
+    assert calls == [3, 1, 1, 1]  # a callable without reduction is evaluated sample by sample
+    with pytest.raises(ValueError, match="reduction='none' must give one value per sample"):
+        per_sample_loss(lambda logits, target, reduction: logits.mean(), activation="softmax")(logits, target, None)
+    with pytest.raises(ValueError, match="takes no voxel_weights keyword"):
+        per_sample_loss(counted, activation="softmax")(logits, target, torch.ones(3, 4, 4, dtype=torch.float64))
