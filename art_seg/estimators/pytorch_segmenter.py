@@ -875,8 +875,8 @@ class PyTorchSegmenter(SegmenterMixin, PyTorchEstimator):
         loss = self.training_loss(self._heads(x_t), y_t).mean()
         if not bool(torch.isfinite(loss.detach())):
             raise NonFiniteLossError(
-                f"PyTorchSegmenter.fit: the training loss is not finite ({float(loss)}) at {where}; stopped before "
-                "the step (check the weights, the learning rate and the inputs)"
+                f"PyTorchSegmenter.fit: the training loss is not finite ({float(loss.detach())}) at {where}; "
+                "stopped before the step (check the weights, the learning rate and the inputs)"
             )
         self._optimizer.zero_grad(set_to_none=True)
         loss.backward()
