@@ -12,6 +12,7 @@ a ``ValueError`` before it is opened, so that nothing blocks on a FIFO nobody re
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -65,6 +66,23 @@ def check_regular_file(path: PathLike) -> None:
         return
     if not stat.S_ISREG(mode):
         raise ValueError(f"{str(path)!r} is not a regular file ({_kind(mode)}); move it away or use another folder")
+
+
+def read_json_object(path: PathLike) -> dict:
+    """The JSON object in the UTF-8 file ``path`` (another tool's configuration: an nnU-Net plans file, a MONAI
+    bundle's config).
+
+    Raises:
+        ValueError: naming the file: unreadable, not UTF-8, not JSON, or JSON that is not an object.
+    """
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read as JSON ({type(error).__name__}: {error})") from error
+    if not isinstance(content, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}")
+    return content
 
 
 def open_append(path: PathLike) -> IO[str]:

@@ -37,7 +37,6 @@ non-zero voxels), resampling and orientation transforms, and ``amp`` (art_seg ru
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
@@ -49,6 +48,7 @@ import torch
 from torch import nn
 
 from art_seg._checks import check_type
+from art_seg._files import read_json_object
 from art_seg.data.dataset_json import channel_modality
 from art_seg.data.subject import DEFAULT_MODALITIES
 from art_seg.estimators import PyTorchSegmenter, SlidingWindow
@@ -152,8 +152,8 @@ def load_bundle(
         raise ImportError(f"load_bundle needs MONAI: pip install art-seg[monai] ({error})") from error
 
     config_path, metadata_path = root / config, root / "configs" / "metadata.json"
-    raw = _read_json(config_path)
-    metadata = _read_json(metadata_path)
+    raw = read_json_object(config_path)
+    metadata = read_json_object(metadata_path)
     parser = ConfigParser(raw)
     parser["bundle_root"] = str(root)
     for key in ("network_def", "inferer"):
@@ -190,16 +190,6 @@ def load_bundle(
 
 
 # ---------------------------------------------------------------------------------------------- config parts
-def _read_json(path: Path) -> dict:
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read as JSON ({type(error).__name__}: {error})") from None
-    if not isinstance(content, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}")
-    return content
-
-
 def _parsed(parser: Any, key: str, path: Path) -> Any:
     """``parser.get_parsed_content(key)``, its failures as a ``ValueError`` naming the file and the entry."""
     try:

@@ -47,7 +47,6 @@ from __future__ import annotations
 import copy
 import inspect
 import itertools
-import json
 import os
 import pickle
 import warnings
@@ -60,6 +59,7 @@ import torch
 from torch import nn
 
 from art_seg._checks import check_type
+from art_seg._files import read_json_object
 from art_seg.data.dataset_json import DatasetDescription, read_dataset_json
 from art_seg.data.labels import get_convention
 from art_seg.data.regions import REGION_PRESETS, RegionSpec
@@ -363,13 +363,7 @@ def _read_json(path: Path) -> dict:
         raise FileNotFoundError(
             f"{path}: not found (an nnU-Net trained-model folder holds plans.json and dataset.json)"
         )
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read as JSON ({type(error).__name__}: {error})") from error
-    if not isinstance(content, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}")
-    return content
+    return read_json_object(path)
 
 
 def _load_checkpoint(folder: Path, fold: str, name: str) -> dict:
