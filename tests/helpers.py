@@ -103,3 +103,13 @@ def assert_gradients_per_sample(per_sample, logits, target, voxel_weights=None) 
         (grad,) = torch.autograd.grad(alone.sum(), alone_leaf)
         torch.testing.assert_close(values[i : i + 1], alone.detach(), rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(batched[i : i + 1], grad, rtol=1e-10, atol=1e-12)
+
+
+def one_error_line(capsys, command: str) -> str:
+    """The one line on stderr (checked: exactly one, no traceback) after ``art-seg <command>: error: ``."""
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    prefix = f"art-seg {command}: error: "
+    assert lines[0].startswith(prefix), lines[0]
+    return lines[0][len(prefix) :]

@@ -19,19 +19,9 @@ from art_seg.data import NiftiValidationError, find_subjects, make_brats_phantom
 from art_seg.defences import save_checkpoint, segmenter_settings
 from art_seg.defences.checkpoint import CHECKPOINT_FORMAT
 from art_seg import _files
-from tests.helpers import fail_writes
+from tests.helpers import fail_writes, one_error_line
 
 SHAPE = (24, 24, 16)
-
-
-def one_error_line(capsys, command: str) -> str:
-    """The one line on stderr (checked: exactly one, no traceback) after ``art-seg <command>: error: ``."""
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    prefix = f"art-seg {command}: error: "
-    assert lines[0].startswith(prefix), lines[0]
-    return lines[0][len(prefix) :]
 
 
 @pytest.fixture(scope="module")

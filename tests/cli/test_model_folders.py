@@ -17,6 +17,7 @@ from art_seg.data import find_subjects, load_subject, make_brats_phantom
 from art_seg.evaluation import read_results
 from art_seg.integrations import model_kind
 from tests.integrations.bundles import TO_BUNDLE, write_bundle
+from tests.helpers import one_error_line
 
 monai_bundle = pytest.importorskip("monai.bundle")
 
@@ -33,15 +34,6 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return write_bundle(tmp_path_factory.mktemp("models") / "brats_bundle", seed=3)
-
-
-def one_error_line(capsys, command: str) -> str:
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    prefix = f"art-seg {command}: error: "
-    assert lines[0].startswith(prefix), lines[0]
-    return lines[0][len(prefix) :]
 
 
 def bundle_labels(folder, image):
