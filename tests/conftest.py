@@ -8,7 +8,7 @@ import torch
 
 from art_seg.estimators import PyTorchSegmenter
 from art_seg.models import UNet3D
-from tests.helpers import TASK_CLASSES, TASK_SHAPE, make_blob_task, mean_dice
+from tests.helpers import TASK_CLASSES, TASK_SHAPE, make_blob_task, mean_dice, torch_threads
 
 torch.set_num_threads(2)
 
@@ -45,3 +45,17 @@ def clean_dice(trained_segmenter: PyTorchSegmenter, blob_data: tuple[np.ndarray,
     dice = mean_dice(trained_segmenter.predict(x).argmax(1), y, TASK_CLASSES)
     assert dice > 0.85, f"the task model did not learn the blob task (Dice {dice:.3f})"
     return dice
+
+
+@pytest.fixture()
+def one_thread():
+    """torch on one CPU thread for the test (:func:`tests.helpers.torch_threads`)."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """torch on one CPU thread for a whole test module (:func:`tests.helpers.torch_threads`)."""
+    with torch_threads(1):
+        yield

@@ -9,7 +9,6 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("nnunetv2")
 
@@ -17,6 +16,7 @@ from art_seg.cli.main import main  # noqa: E402
 from art_seg.data import make_brats_phantom  # noqa: E402
 from art_seg.data.labels import classes_to_labels, labels_to_classes  # noqa: E402
 from tests.integrations.nnunet_builders import BRATS_REGIONS, make_nnunet_folder, nnunet_predictor  # noqa: E402
+from tests.helpers import torch_threads  # noqa: E402
 
 QUICK = ["--quiet", "--threads", "1", "--device", "cpu"]
 
@@ -37,13 +37,8 @@ def _nnunet_prediction(folder, subject) -> np.ndarray:
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
     data, properties = SimpleITKIO().read_images([str(subject.paths[m]) for m in ("t1", "t1ce", "t2", "flair")])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: one thread is many times faster than two on a shared CPU
-    try:
-        with nnunet_predictor(folder, (0, 1), True) as predictor:
-            segmentation = predictor.predict_single_npy_array(data, properties)
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1), nnunet_predictor(folder, (0, 1), True) as predictor:  # tiny networks: one thread
+        segmentation = predictor.predict_single_npy_array(data, properties)
     return classes_to_labels(labels_to_classes(segmentation.transpose(2, 1, 0), "msd_brats"), "brats2018")
 
 

@@ -42,14 +42,6 @@ def run(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture()
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)
 

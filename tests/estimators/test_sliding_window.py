@@ -29,13 +29,7 @@ SHAPE = (7, 5, 3)  # not divisible by the window; the last dimension is shorter 
 WINDOW = {"roi_size": (4, 3, 4), "overlap": 0.4, "windows_per_batch": 3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread avoids OpenMP hand-offs that dominate on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny tensors: one thread is faster
 
 
 def pointwise_model(seed=0):

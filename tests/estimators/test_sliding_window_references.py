@@ -23,12 +23,7 @@ from art_seg.estimators.sliding_window import (
 ROIS = [(5, 5, 5), (4, 6, 8), (7, 4, 10), (9, 12)]  # odd, even, anisotropic, 2-D
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny tensors: one thread is faster
 
 
 def conv_model(dtype=torch.float32, channels=2, classes=3, seed=0):

@@ -16,12 +16,7 @@ from tests.integrations.bundles import TO_BUNDLE, inference_config, metadata, wr
 monai_bundle = pytest.importorskip("monai.bundle")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny tensors: one thread is faster
 
 
 def monai_run(folder, x_bundle):
