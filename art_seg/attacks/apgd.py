@@ -18,10 +18,11 @@ import torch
 from art_seg._checks import check_choice, check_number, check_type
 from art_seg.attacks.base import SegmentationAttack
 from art_seg.attacks.norms import budget_tensor, project, random_start, steepest_step
+from art_seg.attacks.scores import foreground_dice
 from art_seg.attacks.sea_losses import js_loss, masked_spherical_loss
 from art_seg.attacks.segpgd import segpgd_loss
 from art_seg.attacks.voxel_losses import decision_cross_entropy, decision_mean, decision_targets, still_correct
-from art_seg.losses import logit_margin_loss
+from art_seg.losses import logit_margin_loss, per_sample_loss
 
 APGD_LOSSES = (
     "ce", "masked_ce", "dlr", "segpgd", "js", "masked_spherical", "spherical",
@@ -29,6 +30,7 @@ APGD_LOSSES = (
 )  # fmt: skip
 UNTARGETED_ONLY = ("masked_ce", "dlr", "segpgd")
 PROGRESSIVE_RADIUS = ((0.3, 2.0), (0.3, 1.5), (0.4, 1.0))  # SEA: share of the iterations, radius in units of eps
+SELECTIONS = ("loss", "dice")
 
 
 def masked_ce_loss(
@@ -110,10 +112,12 @@ class AutoPGDSegmentation(SegmentationAttack):
     ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``): step ``eta = 2 eps`` (per channel), steepest-ascent step then
     momentum ``x_{k+1} = P(x_k + 0.75 (z_{k+1} - x_k) + 0.25 (x_k - x_{k-1}))``; at a checkpoint, if fewer than
     ``rho = 0.75`` of the steps since the last one raised the tracked loss, or the step size and best tracked loss
-    did not change, the step is halved and the search restarts from the best point. Returns the best point
-    (highest tracked loss) found.
+    did not change, the step is halved and the search restarts from the best point (highest tracked loss).
+    Returns that point, or with ``select="dice"`` the iterate whose hard prediction has the lowest Dice.
 
-    Each iteration costs one forward+backward for the gradient and one forward for the tracked loss's value.
+    Cost: a run of ``N`` iterations evaluates ``N`` gradients (one forward+backward each: the start point's and
+    every iterate's but the last, whose gradient is never used) and ``N + 1`` forwards for the tracked loss and the
+    Dice; a restart reuses the best point's stored gradient, as Croce and Hein's code does.
 
     Args:
         estimator: a :class:`~art_seg.estimators.PyTorchSegmenter`, softmax or sigmoid (regions).
@@ -141,6 +145,11 @@ class AutoPGDSegmentation(SegmentationAttack):
         progressive_radius: SEA's schedule: the iterations split 3:3:4 into stages of radius ``2 eps``,
             ``1.5 eps`` and ``eps``, each stage a fresh APGD run (step size, checkpoints) from the previous
             stage's best point projected on the smaller ball; only the last stage's ball bounds the result.
+        select: which point is returned (and, with ``progressive_radius``, starts the next stage): ``"loss"``, the
+            one with the highest tracked loss (APGD), or ``"dice"``, the iterate whose hard prediction has the
+            lowest mean foreground Dice against ``y`` (the highest against the target when ``targeted``; the
+            score of :class:`~art_seg.attacks.WorstCaseEnsemble`; the later iterate on ties), as SEA's reference
+            keeps the iterate of lowest pixel accuracy. The step-size control still follows the tracked loss.
     """
 
     attack_params = [p for p in SegmentationAttack.attack_params if p != "loss"] + [
@@ -150,6 +159,7 @@ class AutoPGDSegmentation(SegmentationAttack):
         "targeted",
         "track_loss",
         "progressive_radius",
+        "select",
     ]
 
     def __init__(
@@ -166,12 +176,14 @@ class AutoPGDSegmentation(SegmentationAttack):
         targeted: bool = False,
         track_loss: str | None = None,
         progressive_radius: bool = False,
+        select: str = "loss",
     ) -> None:
         self.max_iter = max_iter
         self.apgd_loss = loss
         self.random_start = random_start
         self.track_loss = track_loss
         self.progressive_radius = progressive_radius
+        self.select = select
         check_type("targeted", targeted, bool)
         super().__init__(estimator, norm=norm, eps=eps, loss=None, batch_size=batch_size, seed=seed, verbose=verbose)
         self._targeted = targeted
@@ -185,6 +197,7 @@ class AutoPGDSegmentation(SegmentationAttack):
             check_choice("track_loss", self.track_loss, APGD_LOSSES)
         check_type("random_start", self.random_start, bool)
         check_type("progressive_radius", self.progressive_radius, bool)
+        check_choice("select", self.select, SELECTIONS)
         if self.targeted:
             for name, value in (("loss", self.apgd_loss), ("track_loss", self.track_loss)):
                 if value in UNTARGETED_ONLY:
@@ -250,8 +263,9 @@ class AutoPGDSegmentation(SegmentationAttack):
         eps: torch.Tensor,
         iterations: int,
     ) -> torch.Tensor:
-        """One APGD run of ``iterations`` in the ``eps`` ball around ``x`` from ``x_start``: the best point."""
-        track = self.apgd_loss if self.track_loss is None else self.track_loss
+        """One APGD run of ``iterations`` in the ``eps`` ball around ``x`` from ``x_start``: the point ``select``
+        picks."""
+        estimator, track = self.estimator, self.apgd_loss if self.track_loss is None else self.track_loss
         shape = (-1, *[1] * (x.ndim - 1))
         sign = -1.0 if self.targeted else 1.0
 
@@ -259,17 +273,25 @@ class AutoPGDSegmentation(SegmentationAttack):
             x_new = self._clip(x + project(x_new - x, self.norm, eps))
             return x_new if mask is None else torch.where(mask, x_new, x)
 
-        def loss_and_grad(x_at: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-            grad = self._loss_gradient(x_at, y, voxel_weights, loss=self._loss_spec(self.apgd_loss, k, iterations))
-            values = self.estimator.compute_loss(
-                x_at, y, voxel_weights=voxel_weights, loss=self._loss_spec(track, k, iterations),
-                batch_size=x.shape[0],
-            )  # fmt: skip
-            return sign * values.to(x.dtype), grad if mask is None else grad * mask
+        def loss_and_grad(x_at: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            """The signed tracked loss, the gradient (inside ``mask``) and the signed Dice (lower: better attack);
+            the last iterate's gradient, never used, is not computed (zeros), as in the reference."""
+            if k < iterations:
+                grad = self._loss_gradient(x_at, y, voxel_weights, loss=self._loss_spec(self.apgd_loss, k, iterations))
+            else:
+                grad = torch.zeros_like(x_at)
+            logits = estimator.predict(x_at, logits=True, batch_size=x.shape[0])
+            spec = self._loss_spec(track, k, iterations)
+            values = per_sample_loss(estimator.loss if spec is None else spec, activation=estimator.activation)(
+                logits, y, voxel_weights
+            )
+            dice = foreground_dice(logits, y, estimator.activation)
+            return sign * values.to(x.dtype), grad if mask is None else grad * mask, sign * dice
 
         x_k = keep(x_start)
-        f_k, g_k = loss_and_grad(x_k, 0)
-        x_best, f_best = x_k, f_k.clone()
+        f_k, g_k, d_k = loss_and_grad(x_k, 0)
+        x_best, f_best, g_best = x_k, f_k.clone(), g_k
+        x_low, d_low = x_k, d_k  # the iterate of lowest signed Dice, returned with select="dice"
         scale = torch.full((x.shape[0],), 2.0, dtype=x.dtype, device=x.device)  # eta = scale * eps
         x_prev = x_k
         checkpoints, last = self.checkpoints(iterations), 0
@@ -280,24 +302,26 @@ class AutoPGDSegmentation(SegmentationAttack):
             z = keep(x_k + steepest_step(g_k, self.norm, step))
             alpha = 1.0 if k == 0 else 0.75
             x_next = keep(x_k + alpha * (z - x_k) + (1 - alpha) * (x_k - x_prev))
-            f_next, g_next = loss_and_grad(x_next, k + 1)
+            f_next, g_next, d_next = loss_and_grad(x_next, k + 1)
             increases += (f_next > f_k).long()
             better = f_next > f_best
             x_best = torch.where(better.view(shape), x_next, x_best)
             f_best = torch.where(better, f_next, f_best)
+            g_best = torch.where(better.view(shape), g_next, g_best)
+            lower = d_next <= d_low
+            x_low = torch.where(lower.view(shape), x_next, x_low)
+            d_low = torch.where(lower, d_next, d_low)
             x_prev, x_k, f_k, g_k = x_k, x_next, f_next, g_next
             if k + 1 in checkpoints:
                 stalled = increases < 0.75 * (k + 1 - last)
                 stalled |= (scale == scale_at_last) & (f_best == best_at_last)
                 scale_at_last, best_at_last = scale.clone(), f_best.clone()
                 scale = torch.where(stalled, scale / 2, scale)
-                if bool(stalled.any()):  # restart halved samples from their best point
-                    restart = stalled.view(shape)
-                    x_k = torch.where(restart, x_best, x_k)
-                    x_prev = torch.where(restart, x_best, x_prev)
-                    refreshed_f, refreshed_g = loss_and_grad(x_k, k + 1)
-                    f_k = torch.where(stalled, refreshed_f, f_k)
-                    g_k = torch.where(restart, refreshed_g, g_k)
+                restart = stalled.view(shape)  # halved samples restart from their best point and its gradient
+                x_k = torch.where(restart, x_best, x_k)
+                x_prev = torch.where(restart, x_best, x_prev)
+                f_k = torch.where(stalled, f_best, f_k)
+                g_k = torch.where(restart, g_best, g_k)
                 increases.zero_()
                 last = k + 1
-        return x_best
+        return x_low if self.select == "dice" else x_best

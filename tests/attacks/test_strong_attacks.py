@@ -449,3 +449,91 @@ def test_sea_loss_docstring_examples_run() -> None:
 
     result = doctest.testmod(art_seg.attacks.sea_losses, extraglobs={"torch": torch})
     assert result.attempted > 0 and result.failed == 0
+
+
+def recorded_iterates(segmenter, monkeypatch) -> list[np.ndarray]:
+    """Every point whose logits APGD's loop asks for (``predict(..., logits=True)``), in order."""
+    seen, original = [], segmenter.predict
+
+    def predict(x, *args, logits=False, **kwargs):
+        if logits:
+            seen.append(torch.as_tensor(x).detach().cpu().numpy().copy())
+        return original(x, *args, logits=logits, **kwargs)
+
+    monkeypatch.setattr(segmenter, "predict", predict)
+    return seen
+
+
+def dice_per_sample(segmenter, x, y) -> np.ndarray:
+    logits = torch.as_tensor(segmenter.predict(x, logits=True))
+    return foreground_dice(logits, torch.as_tensor(y), segmenter.activation).numpy()
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_apgd_select_dice_returns_the_visited_iterate_of_lowest_dice(
+    trained_segmenter, blob_data, monkeypatch, targeted
+) -> None:
+    x, y = blob_data
+    y_attack = np.zeros_like(y) if targeted else y
+    kwargs = dict(eps=EPS, max_iter=6, loss="js", random_start=True, targeted=targeted, batch_size=len(x))
+    by_loss = AutoPGDSegmentation(trained_segmenter, seed=3, **kwargs).generate(x, y_attack)
+    seen = recorded_iterates(trained_segmenter, monkeypatch)
+    by_dice = AutoPGDSegmentation(trained_segmenter, seed=3, select="dice", **kwargs).generate(x, y_attack)
+    monkeypatch.undo()
+    # the same seed walks the same path (the step control follows the loss): both results were visited
+    scores = np.stack([dice_per_sample(trained_segmenter, point, y_attack) for point in seen])
+    assert len(seen) >= kwargs["max_iter"] + 1
+    ours = dice_per_sample(trained_segmenter, by_dice, y_attack)
+    theirs = dice_per_sample(trained_segmenter, by_loss, y_attack)
+    worst = scores.max(0) if targeted else scores.min(0)
+    np.testing.assert_allclose(ours, worst, rtol=1e-6)
+    assert np.all(ours >= theirs - 1e-12) if targeted else np.all(ours <= theirs + 1e-12)
+    for i in range(len(x)):  # the returned point is one of the visited ones
+        assert any(np.array_equal(by_dice[i], point[i]) for point in seen), i
+    assert np.abs(by_dice - x).max() <= EPS + 1e-6
+
+
+def test_apgd_select_dice_with_progressive_radius_returns_the_last_stages_lowest_dice_iterate(
+    trained_segmenter, blob_data, monkeypatch
+) -> None:
+    x, y = blob_data
+    attack = AutoPGDSegmentation(
+        trained_segmenter, eps=EPS, max_iter=10, loss="segpgd", track_loss="ce", random_start=True, seed=1,
+        progressive_radius=True, select="dice", batch_size=len(x),
+    )  # fmt: skip
+    seen, stage_starts, run = recorded_iterates(trained_segmenter, monkeypatch), [], attack._run
+
+    def recorded_run(x_clean, x_start, *args):
+        stage_starts.append(len(seen))
+        return run(x_clean, x_start, *args)
+
+    monkeypatch.setattr(attack, "_run", recorded_run)
+    x_adv = attack.generate(x, y)
+    monkeypatch.undo()
+    assert len(stage_starts) == len(attack.stages()) == 3
+    last_stage = np.stack([dice_per_sample(trained_segmenter, p, y) for p in seen[stage_starts[-1] :]])
+    np.testing.assert_allclose(dice_per_sample(trained_segmenter, x_adv, y), last_stage.min(0), rtol=1e-6)
+    assert np.abs(x_adv - x).max() <= EPS + 1e-6  # the earlier stages' wider balls do not bound the result
+    with pytest.raises(ValueError, match="select must be one of"):
+        AutoPGDSegmentation(trained_segmenter, select="accuracy")
+
+
+def test_apgd_evaluates_one_gradient_per_iteration(trained_segmenter, blob_data, monkeypatch) -> None:
+    """Croce and Hein's budget: the start point's gradient and every iterate's but the last; restarts reuse the
+    best point's stored gradient. So SEA's fast preset costs exactly a quarter of the full one."""
+    x, y = blob_data
+    calls, original = [], trained_segmenter.loss_gradient
+
+    def loss_gradient(x_at, *args, **kwargs):
+        calls.append(len(x_at))
+        return original(x_at, *args, **kwargs)
+
+    monkeypatch.setattr(trained_segmenter, "loss_gradient", loss_gradient)
+    for iterations, progressive in ((8, False), (10, True), (1, False)):
+        calls.clear()
+        attack = AutoPGDSegmentation(
+            trained_segmenter, eps=EPS, max_iter=iterations, progressive_radius=progressive, batch_size=len(x)
+        )
+        attack.generate(x, y)
+        assert calls == [len(x)] * iterations, (iterations, progressive)
+        np.testing.assert_array_equal(attack.iterations_, iterations)
