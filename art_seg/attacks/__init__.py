@@ -6,8 +6,8 @@ translation-invariant TI-FGSM of Dong et al.). Target maps come from :mod:`art_s
 
 Stronger attacks for an honest evaluation: :class:`SegPGD` (Gu et al. 2022), :class:`CosPGD` (Agnihotri et al.
 2024), :class:`AutoPGDSegmentation` (APGD, Croce and Hein 2020, with segmentation losses) and
-:class:`WorstCaseEnsemble` (the worst member per sample), and :class:`SEA` (Croce et al. 2024: APGD with four
-losses, the worst case per sample).
+:class:`WorstCaseEnsemble` (the worst member per sample), and :class:`SEA` (Croce et al. 2024: APGD with SEA's
+four losses and a Dice loss, the worst case per sample).
 """
 
 from art_seg.attacks.apgd import AutoPGDSegmentation

@@ -17,8 +17,8 @@ name           attack                                                           
 ``cospgd``     art_seg :class:`~art_seg.attacks.CosPGD`                           true labels
 ``apgd``       art_seg :class:`~art_seg.attacks.AutoPGDSegmentation`, CE          true labels
 ``apgd-dlr``   art_seg :class:`~art_seg.attacks.AutoPGDSegmentation`, DLR         true labels
-``sea``        art_seg :class:`~art_seg.attacks.SEA`, 4 losses x 300 iterations   true labels
-``sea-fast``   art_seg :meth:`SEA.fast <art_seg.attacks.SEA.fast>`, 4 x 75         true labels
+``sea``        art_seg :class:`~art_seg.attacks.SEA`, 5 losses x 300 iterations   true labels
+``sea-fast``   art_seg :meth:`SEA.fast <art_seg.attacks.SEA.fast>`, 5 x 75         true labels
 =============  ================================================================  =====================
 
 ``sea`` and ``sea-fast`` keep SEA's own iteration budgets and step sizes: ``iterations`` and ``step_fraction``

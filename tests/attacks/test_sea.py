@@ -1,4 +1,4 @@
-"""SEA: the worst case over its four APGD runs per sample, budgets, seeds, presets, sigmoid regions, specs."""
+"""SEA: the worst case over its APGD runs per sample, budgets, seeds, presets, sigmoid regions, specs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from art_seg.attacks import SEA, AutoPGDSegmentation, WorstCaseEnsemble
 from art_seg.attacks.scores import foreground_dice
-from art_seg.attacks.sea import SEA_LOSSES
+from art_seg.attacks.sea import DEFAULT_LOSSES, SEA_LOSSES
 from art_seg.evaluation.attack_specs import attack_spec
 from art_seg.evaluation.robustness import RobustnessEvaluator, read_results, samples_from_arrays
 
@@ -29,15 +29,17 @@ def test_sea_dice_is_at_most_every_members_per_sample(trained_segmenter, blob_da
     generator = torch.Generator().manual_seed(5)
     x_t, y_t = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y)
     for i, member in enumerate(sea.members()):
-        assert member.apgd_loss == SEA_LOSSES[i] and member.random_start and member.progressive_radius
+        assert member.apgd_loss == DEFAULT_LOSSES[i] and member.random_start and member.progressive_radius
+        assert member.select == "dice"
         x_member = member._perturb(x_t, y_t, None, None, generator)[0].numpy()
         theirs = dice_of(trained_segmenter, x_member, y)
         np.testing.assert_allclose(sea.scores_[i], theirs, rtol=1e-6)
         assert np.all(ours <= theirs + 1e-12), member.apgd_loss
     np.testing.assert_allclose(ours, sea.scores_.min(axis=0), rtol=1e-6)
     np.testing.assert_array_equal(sea.chosen_, sea.scores_.argmin(axis=0))
-    assert sea.scores_.shape == (4, len(x))
-    np.testing.assert_array_equal(sea.iterations_, 4 * 4)
+    assert sea.scores_.shape == (5, len(x))
+    np.testing.assert_array_equal(sea.iterations_, 5 * 4)
+    assert DEFAULT_LOSSES == (*SEA_LOSSES, "dice")
 
 
 def test_sea_stays_in_the_ball_the_clip_box_and_the_mask(trained_segmenter, blob_data, clean_dice) -> None:
@@ -67,7 +69,7 @@ def test_sea_is_seeded_per_attack_and_the_fast_preset_is_a_quarter(trained_segme
     assert not np.array_equal(a, b)  # the generator advances across calls
     assert SEA(trained_segmenter).max_iter == 300
     fast = SEA.fast(trained_segmenter, eps=EPS)
-    assert fast.max_iter * len(fast.losses) * 4 <= 300 * len(SEA_LOSSES)
+    assert fast.max_iter * len(fast.losses) * 4 <= 300 * len(DEFAULT_LOSSES)
     assert torch.is_tensor(first.generate(torch.as_tensor(x), torch.as_tensor(y)))
 
 
@@ -93,9 +95,12 @@ def test_sea_bad_arguments(trained_segmenter) -> None:
         SEA(trained_segmenter, eps=-1.0)
     with pytest.raises(TypeError, match="progressive_radius must be bool"):
         SEA(trained_segmenter, progressive_radius="yes")
-    members = SEA(trained_segmenter, losses=["js", "masked_ce"]).members()
-    assert [m.apgd_loss for m in members] == ["js", "masked_ce"]
-    assert [m.track_loss for m in members] == ["ce", "ce"]
+    with pytest.raises(ValueError, match="losses must be a non-empty sequence of distinct names"):
+        SEA(trained_segmenter, losses=("dice", "dice"))
+    members = SEA(trained_segmenter, losses=["js", "masked_ce", "own", "dice_ce"]).members()
+    assert [m.apgd_loss for m in members] == ["js", "masked_ce", "own", "dice_ce"]
+    assert [m.track_loss for m in members] == ["ce", "ce", None, None]
+    assert len(SEA(trained_segmenter, losses=SEA_LOSSES).members()) == 4  # the paper's protocol
     assert isinstance(members[0], AutoPGDSegmentation) and isinstance(WorstCaseEnsemble(members), WorstCaseEnsemble)
 
 
