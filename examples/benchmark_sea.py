@@ -150,7 +150,7 @@ def main() -> None:
         names = list(figures)
         sea, fast, others = figures[names[3]], figures[names[4]], names[:3]
         strongest_gap.append(max(sea[r] - min(figures[o][r] for o in others) for r in REGIONS))
-        mean_gap.append(min(np.mean([sea[r] - figures[o][r] for r in REGIONS]) for o in others))
+        mean_gap.append(max(np.mean([sea[r] - figures[o][r] for r in REGIONS]) for o in others))
         fast_gap.append(max(fast[r] - sea[r] for r in REGIONS))
         fast_cost.append(grads[names[4]] / grads[names[3]])
     print(
