@@ -45,8 +45,8 @@ class SEA(SegmentationAttack):
     default adds a fifth member on the soft Dice loss (:data:`DEFAULT_LOSSES`). ``losses=SEA_LOSSES`` runs the
     paper's protocol exactly; ``"dice_ce"`` and ``"own"`` (the estimator's loss) may be added too.
 
-    Cost: each APGD iteration is one forward+backward and one forward, plus one of each per step-size restart;
-    the full preset runs ``5 x 300`` iterations per sample, :meth:`fast` ``5 x 75`` (a quarter).
+    Cost: each APGD iteration is one forward+backward and one forward (a step-size restart reuses the stored
+    gradient); the full preset evaluates ``5 x 300`` gradients per sample, :meth:`fast` ``5 x 75`` (a quarter).
 
     Args:
         estimator: a :class:`~art_seg.estimators.PyTorchSegmenter`.
