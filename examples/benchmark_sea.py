@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40, help="training epochs without --demo (demo: 40)")
     parser.add_argument("--defence-epochs", type=int, default=20, help="defence epochs without --demo (demo: 20)")
     parser.add_argument("--subjects", type=int, default=None, help="attack only the first N held-out subjects")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=MODELS, help="which of the demo's models")
     parser.add_argument("--shape", type=int, nargs=3, default=(48, 48, 32), help="phantom shape (default: the demo's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -128,7 +129,8 @@ def main() -> None:
     eps_list = " ".join(map(str, args.eps))
     print(f"models {trained}; {len(x)} held-out subjects, L-inf eps {eps_list}, attacks inside the brain")
     strongest_gap, mean_gap, fast_gap, fast_cost = [], [], [], []
-    for (name, segmenter), eps in itertools.product(models.items(), args.eps):
+    chosen = [(name, segmenter) for name, segmenter in models.items() if name in args.models]
+    for (name, segmenter), eps in itertools.product(chosen, args.eps):
         gradients = counting_gradients(segmenter)
         clean = mean_region_dice(segmenter, x, y)
         header = "".join(f"{r:>8}" for r in REGIONS)
