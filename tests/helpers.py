@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from art_seg import _files
+from art_seg.attacks.scores import foreground_dice
 
 TASK_SHAPE = (12, 12, 12)
 TASK_CLASSES = 3
@@ -55,6 +56,13 @@ def mean_dice(pred: np.ndarray, truth: np.ndarray, nb_classes: int) -> float:
             denom = a.sum() + b.sum()
             scores.append(1.0 if denom == 0 else 2.0 * (a & b).sum() / denom)
     return float(np.mean(scores))
+
+
+def sample_dice(segmenter, x, y) -> np.ndarray:
+    """Each sample's mean foreground Dice of ``segmenter``'s hard prediction for ``x`` against ``y`` ``(N,)``: the
+    score the worst-case attacks choose by (:func:`art_seg.attacks.scores.foreground_dice`)."""
+    logits = torch.as_tensor(segmenter.predict(x, logits=True))
+    return foreground_dice(logits, torch.as_tensor(y), segmenter.activation).numpy()
 
 
 def fail_writes(

@@ -7,24 +7,19 @@ import pytest
 import torch
 
 from art_seg.attacks import SEA, AutoPGDSegmentation, WorstCaseEnsemble
-from art_seg.attacks.scores import foreground_dice
 from art_seg.attacks.sea import DEFAULT_LOSSES, SEA_LOSSES
 from art_seg.evaluation.attack_specs import attack_spec
 from art_seg.evaluation.robustness import RobustnessEvaluator, read_results, samples_from_arrays
+from tests.helpers import sample_dice
 
 EPS = 0.4
-
-
-def dice_of(segmenter, x_adv, y) -> np.ndarray:
-    logits = torch.as_tensor(segmenter.predict(x_adv, logits=True))
-    return foreground_dice(logits, torch.as_tensor(y), segmenter.activation).numpy()
 
 
 def test_sea_dice_is_at_most_every_members_per_sample(trained_segmenter, blob_data) -> None:
     x, y = blob_data
     sea = SEA(trained_segmenter, eps=EPS, max_iter=4, seed=5)
     x_adv = sea.generate(x, y)
-    ours = dice_of(trained_segmenter, x_adv, y)
+    ours = sample_dice(trained_segmenter, x_adv, y)
     # replay every member from the same generator, in SEA's order: one batch, so the random starts line up
     generator = torch.Generator().manual_seed(5)
     x_t, y_t = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y)
@@ -32,7 +27,7 @@ def test_sea_dice_is_at_most_every_members_per_sample(trained_segmenter, blob_da
         assert member.apgd_loss == DEFAULT_LOSSES[i] and member.random_start and member.progressive_radius
         assert member.select == "dice"
         x_member = member._perturb(x_t, y_t, None, None, generator)[0].numpy()
-        theirs = dice_of(trained_segmenter, x_member, y)
+        theirs = sample_dice(trained_segmenter, x_member, y)
         np.testing.assert_allclose(sea.scores_[i], theirs, rtol=1e-6)
         assert np.all(ours <= theirs + 1e-12), member.apgd_loss
     np.testing.assert_allclose(ours, sea.scores_.min(axis=0), rtol=1e-6)
@@ -56,7 +51,7 @@ def test_sea_stays_in_the_ball_the_clip_box_and_the_mask(trained_segmenter, blob
         assert x_adv.min() >= low - 1e-6 and x_adv.max() <= high + 1e-6
         np.testing.assert_array_equal(x_adv[~mask], x[~mask])
         if norm == np.inf:
-            assert dice_of(trained_segmenter, x_adv, y).mean() < clean_dice - 0.2
+            assert sample_dice(trained_segmenter, x_adv, y).mean() < clean_dice - 0.2
     np.testing.assert_array_equal(x, x_copy)
 
 
@@ -75,11 +70,11 @@ def test_sea_is_seeded_per_attack_and_the_fast_preset_is_a_quarter(trained_segme
 
 def test_sea_attacks_a_sigmoid_region_model(region_segmenter, region_task) -> None:
     x, y = region_task
-    clean = dice_of(region_segmenter, x, y)
+    clean = sample_dice(region_segmenter, x, y)
     sea = SEA(region_segmenter, eps=EPS, max_iter=5, seed=0)
     x_adv = sea.generate(x, y)
     assert np.abs(x_adv - x).max() <= EPS + 1e-6
-    attacked = dice_of(region_segmenter, x_adv, y)
+    attacked = sample_dice(region_segmenter, x_adv, y)
     assert attacked.mean() < clean.mean() - 0.2, (clean.mean(), attacked.mean())
     np.testing.assert_allclose(attacked, sea.scores_.min(axis=0), rtol=1e-6)
 

@@ -22,11 +22,10 @@ from art_seg.attacks import (
 )
 from art_seg.attacks.apgd import dlr_loss, masked_ce_loss
 from art_seg.attacks.cospgd import cospgd_loss
-from art_seg.attacks.scores import foreground_dice
 from art_seg.attacks.sea_losses import js_loss, masked_spherical_loss
 from art_seg.attacks.segpgd import segpgd_loss
 from art_seg.losses import per_sample_loss
-from tests.helpers import TASK_CLASSES, assert_gradients_per_sample, mean_dice
+from tests.helpers import TASK_CLASSES, assert_gradients_per_sample, mean_dice, sample_dice
 
 EPS = 0.4
 
@@ -136,12 +135,9 @@ def test_ensemble_keeps_the_worst_case_per_sample(trained_segmenter, blob_data) 
     ensemble = WorstCaseEnsemble(members())
     x_adv = ensemble.generate(x, y)
     assert ensemble.scores_.shape == (len(ensemble.attacks), len(x))
-    labels = torch.as_tensor(y)
-    ours = foreground_dice(torch.as_tensor(trained_segmenter.predict(x_adv, logits=True)), labels, "softmax").numpy()
+    ours = sample_dice(trained_segmenter, x_adv, y)
     for member in members():  # fresh members: a seeded random start replays the ensemble's first call
-        theirs = foreground_dice(
-            torch.as_tensor(trained_segmenter.predict(member.generate(x, y), logits=True)), labels, "softmax"
-        ).numpy()
+        theirs = sample_dice(trained_segmenter, member.generate(x, y), y)
         assert np.all(ours <= theirs + 1e-12), type(member).__name__
     np.testing.assert_allclose(ours, ensemble.scores_.min(axis=0))
     np.testing.assert_array_equal(ensemble.chosen_, ensemble.scores_.argmin(axis=0))
@@ -279,11 +275,9 @@ def softmax_reference_case() -> tuple:
 def test_sigmoid_forms_lower_dice_at_least_as_much_as_ifgsm(region_segmenter, region_task) -> None:
     # same budget, step and iterations; i-FGSM on the same loss basis (binary cross-entropy per region channel)
     x, y = region_task
-    labels = torch.as_tensor(y)
 
     def dice(x_at: np.ndarray) -> float:
-        logits = torch.as_tensor(region_segmenter.predict(x_at, logits=True))
-        return float(foreground_dice(logits, labels, "sigmoid").mean())
+        return float(sample_dice(region_segmenter, x_at, y).mean())
 
     clean = dice(x)
     assert clean > 0.85, clean
@@ -432,13 +426,11 @@ def test_targeted_apgd_moves_toward_the_target(trained_segmenter, blob_data) -> 
 
 def test_sea_losses_of_sigmoid_regions_lower_dice(region_segmenter, region_task) -> None:
     x, y = region_task
-    labels = torch.as_tensor(y)
-    clean = float(foreground_dice(torch.as_tensor(region_segmenter.predict(x, logits=True)), labels, "sigmoid").mean())
+    clean = float(sample_dice(region_segmenter, x, y).mean())
     for name, attack in sea_members(region_segmenter, 5).items():
         x_adv = attack.generate(x, y)
         assert np.abs(x_adv - x).max() <= EPS + 1e-6, name
-        logits = torch.as_tensor(region_segmenter.predict(x_adv, logits=True))
-        dice = float(foreground_dice(logits, labels, "sigmoid").mean())
+        dice = float(sample_dice(region_segmenter, x_adv, y).mean())
         assert dice < clean - 0.2, (name, clean, dice)
 
 
@@ -464,11 +456,6 @@ def recorded_iterates(segmenter, monkeypatch) -> list[np.ndarray]:
     return seen
 
 
-def dice_per_sample(segmenter, x, y) -> np.ndarray:
-    logits = torch.as_tensor(segmenter.predict(x, logits=True))
-    return foreground_dice(logits, torch.as_tensor(y), segmenter.activation).numpy()
-
-
 @pytest.mark.parametrize("targeted", [False, True])
 def test_apgd_select_dice_returns_the_visited_iterate_of_lowest_dice(
     trained_segmenter, blob_data, monkeypatch, targeted
@@ -481,10 +468,10 @@ def test_apgd_select_dice_returns_the_visited_iterate_of_lowest_dice(
     by_dice = AutoPGDSegmentation(trained_segmenter, seed=3, select="dice", **kwargs).generate(x, y_attack)
     monkeypatch.undo()
     # the same seed walks the same path (the step control follows the loss): both results were visited
-    scores = np.stack([dice_per_sample(trained_segmenter, point, y_attack) for point in seen])
+    scores = np.stack([sample_dice(trained_segmenter, point, y_attack) for point in seen])
     assert len(seen) >= kwargs["max_iter"] + 1
-    ours = dice_per_sample(trained_segmenter, by_dice, y_attack)
-    theirs = dice_per_sample(trained_segmenter, by_loss, y_attack)
+    ours = sample_dice(trained_segmenter, by_dice, y_attack)
+    theirs = sample_dice(trained_segmenter, by_loss, y_attack)
     worst = scores.max(0) if targeted else scores.min(0)
     np.testing.assert_allclose(ours, worst, rtol=1e-6)
     assert np.all(ours >= theirs - 1e-12) if targeted else np.all(ours <= theirs + 1e-12)
@@ -511,8 +498,8 @@ def test_apgd_select_dice_with_progressive_radius_returns_the_last_stages_lowest
     x_adv = attack.generate(x, y)
     monkeypatch.undo()
     assert len(stage_starts) == len(attack.stages()) == 3
-    last_stage = np.stack([dice_per_sample(trained_segmenter, p, y) for p in seen[stage_starts[-1] :]])
-    np.testing.assert_allclose(dice_per_sample(trained_segmenter, x_adv, y), last_stage.min(0), rtol=1e-6)
+    last_stage = np.stack([sample_dice(trained_segmenter, p, y) for p in seen[stage_starts[-1] :]])
+    np.testing.assert_allclose(sample_dice(trained_segmenter, x_adv, y), last_stage.min(0), rtol=1e-6)
     assert np.abs(x_adv - x).max() <= EPS + 1e-6  # the earlier stages' wider balls do not bound the result
     with pytest.raises(ValueError, match="select must be one of"):
         AutoPGDSegmentation(trained_segmenter, select="accuracy")
